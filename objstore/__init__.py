@@ -1,0 +1,57 @@
+"""objstore: storage engine for Seafile-style content-addressed objects.
+
+>>> stores = objstore.open_stores("/etc/seafile/seafile.conf")
+>>> stores.block.write(repo_id, obj_id, data)
+"""
+
+from __future__ import annotations
+
+from .config import StoreConfig, config_from_env, load_config
+from .errors import (
+    AuthError,
+    BackendUnavailable,
+    BucketNotFound,
+    ConfigError,
+    CorruptObject,
+    EncryptionKeyError,
+    InvalidId,
+    NotFound,
+    ObjStoreError,
+    PermissionDenied,
+    StorageFull,
+)
+from .ids import ObjectInfo, ObjKind
+from .store import ObjectStore, Stores, open_config, open_stores
+
+
+def verify_object(kind: ObjKind, obj_id: str, data: bytes) -> None:
+    """Raise CorruptObject unless ``data`` is a valid object of ``kind`` with id ``obj_id``."""
+    from .formats import verify_object as _verify
+
+    _verify(kind, obj_id, data)
+
+
+__all__ = [
+    "AuthError",
+    "BackendUnavailable",
+    "BucketNotFound",
+    "ConfigError",
+    "CorruptObject",
+    "EncryptionKeyError",
+    "InvalidId",
+    "NotFound",
+    "ObjKind",
+    "ObjStoreError",
+    "ObjectInfo",
+    "ObjectStore",
+    "PermissionDenied",
+    "StorageFull",
+    "StoreConfig",
+    "Stores",
+    "config_from_env",
+    "load_config",
+    "open_config",
+    "open_stores",
+    "verify_object",
+]
+__version__ = "0.1.0"

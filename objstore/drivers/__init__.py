@@ -1,0 +1,1 @@
+"""Storage drivers: the thin layer that talks to a filesystem or an S3 server."""

@@ -1,0 +1,113 @@
+"""The driver interface every backend (and every wrapper, such as the cache) implements.
+
+Drivers receive ids that :mod:`objstore.ids` already validated; they map them to
+a path or key in exactly one place and translate their library's errors into
+:mod:`objstore.errors` at their edge.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import NotFound
+from ..ids import ObjectInfo, ObjKind
+
+
+@dataclass(frozen=True)
+class Properties:
+    """What a driver can do; callers size their concurrency from it."""
+
+    max_connections: int = 16
+    server_side_copy: bool = False
+    atomic_replace: bool = True
+
+
+class Driver(abc.ABC):
+    """Stores the objects of one kind.  Objects are immutable bytes addressed by
+    ``(repo_id, obj_id)``."""
+
+    kind: ObjKind
+    properties: Properties = Properties()
+
+    @property
+    @abc.abstractmethod
+    def identity(self) -> str:
+        """A stable, secret-free name of the storage location (``s3://host/bucket/prefix``,
+        ``file:///dir``).  Two drivers with the same identity see the same objects."""
+
+    @abc.abstractmethod
+    def get(self, repo_id: str, obj_id: str) -> bytes:
+        """The stored bytes, exactly as written.  NotFound if missing."""
+
+    @abc.abstractmethod
+    def put(self, repo_id: str, obj_id: str, data: bytes) -> None:
+        """Store ``data`` atomically: no reader ever sees a partial object."""
+
+    @abc.abstractmethod
+    def head(self, repo_id: str, obj_id: str) -> ObjectInfo:
+        """Size of a stored object.  NotFound if missing."""
+
+    @abc.abstractmethod
+    def delete(self, repo_id: str, obj_id: str) -> None:
+        """Remove an object; deleting a missing object is not an error."""
+
+    @abc.abstractmethod
+    def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object (of one repo, if given), sorted by ``(repo_id, obj_id)``,
+        streamed: memory does not grow with the number of objects.  Entries whose
+        names are not valid ids are skipped."""
+
+    def exists(self, repo_id: str, obj_id: str) -> bool:
+        """False only when the object is missing; other errors propagate."""
+        try:
+            self.head(repo_id, obj_id)
+        except NotFound:
+            return False
+        return True
+
+    def copy(self, src_repo_id: str, dst_repo_id: str, obj_id: str) -> None:
+        """Copy an object to another repo in the same store (server-side where possible)."""
+        self.put(dst_repo_id, obj_id, self.get(src_repo_id, obj_id))
+
+    def copy_from(self, source: Driver, repo_id: str, obj_id: str) -> bool:
+        """Copy one object from another driver without moving its bytes through
+        this process, if this driver can.  Returns False when it cannot (the
+        caller then reads and writes)."""
+        return False
+
+    def open_read(self, repo_id: str, obj_id: str) -> BinaryIO:
+        """A readable binary file object streaming the object.  NotFound if missing."""
+        return io.BytesIO(self.get(repo_id, obj_id))
+
+    def put_stream(self, repo_id: str, obj_id: str, fileobj: BinaryIO) -> None:
+        """Store what ``fileobj`` yields until EOF, atomically."""
+        self.put(repo_id, obj_id, fileobj.read())
+
+    def get_many(self, repo_id: str, obj_ids: Iterable[str]) -> dict[str, bytes]:
+        """Read several objects concurrently.  NotFound if any is missing."""
+        ids = list(dict.fromkeys(obj_ids))
+        if len(ids) <= 1:
+            return {i: self.get(repo_id, i) for i in ids}
+        workers = max(1, min(len(ids), self.properties.max_connections))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            datas = list(pool.map(lambda i: self.get(repo_id, i), ids))
+        return dict(zip(ids, datas))
+
+    def remove_repo(self, repo_id: str) -> None:
+        """Delete every object of one repo."""
+        for info in self.list(repo_id):
+            self.delete(info.repo_id, info.obj_id)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and pools.  The driver is unusable afterwards."""
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

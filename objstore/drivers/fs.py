@@ -1,0 +1,192 @@
+"""The filesystem driver: Seafile's on-disk layout, atomic writes.
+
+Layout: ``<dir>/storage/<kind>/<repo_id>/<obj_id[:2]>/<obj_id[2:]>``.  A write goes
+to a temp file in the target directory (a name no listing accepts), is fsynced,
+then renamed over the target; the directory is fsynced too.  Ids arrive validated
+(see :mod:`objstore.ids`), so a path can never leave the storage directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+from ..errors import BackendUnavailable, NotFound, PermissionDenied, StorageFull
+from ..ids import ObjectInfo, ObjKind, is_repo_id
+from .base import Driver, Properties
+
+_REST_RE = re.compile(r"[0-9a-f]{38}\Z")
+_PREFIX_RE = re.compile(r"[0-9a-f]{2}\Z")
+_CHUNK = 1024 * 1024
+
+
+def _raise_os_error(exc: OSError, what: str) -> NoReturn:
+    """Translate an OSError at the driver's edge (one table)."""
+    if isinstance(exc, FileNotFoundError):
+        raise NotFound(f"{what}: not found") from exc
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        raise StorageFull(f"{what}: no space left on device") from exc
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise PermissionDenied(f"{what}: {exc.strerror}") from exc
+    raise BackendUnavailable(f"{what}: {exc.strerror or exc}") from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FsDriver(Driver):
+    """Objects of one kind under ``<data_dir>/storage/<kind>``."""
+
+    properties = Properties(max_connections=16, server_side_copy=True, atomic_replace=True)
+
+    def __init__(
+        self, data_dir: str | os.PathLike[str], kind: ObjKind, *, fsync: bool = True
+    ) -> None:
+        self.kind = kind
+        self.root = Path(data_dir) / "storage" / kind.value
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"FsDriver({str(self.root)!r})"
+
+    @property
+    def identity(self) -> str:
+        return f"file://{self.root.resolve()}"
+
+    def path(self, repo_id: str, obj_id: str) -> Path:
+        """The one place mapping an address to a file."""
+        return self.root / repo_id / obj_id[:2] / obj_id[2:]
+
+    def _what(self, repo_id: str, obj_id: str) -> str:
+        return f"{self.kind.value} object {repo_id}/{obj_id}"
+
+    def check(self) -> None:
+        """The data directory must exist (``storage/<kind>`` is created on first write):
+        a typo in ``dir`` must not look like an empty store.  NotFound otherwise."""
+        data_dir = self.root.parent.parent
+        if not data_dir.is_dir():
+            raise NotFound(f"directory {data_dir} does not exist")
+        if self.root.exists() and not self.root.is_dir():
+            raise NotFound(f"{self.root} is not a directory")
+
+    def get(self, repo_id: str, obj_id: str) -> bytes:
+        try:
+            with open(self.path(repo_id, obj_id), "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            _raise_os_error(exc, self._what(repo_id, obj_id))
+
+    def open_read(self, repo_id: str, obj_id: str) -> BinaryIO:
+        try:
+            return open(self.path(repo_id, obj_id), "rb")
+        except OSError as exc:
+            _raise_os_error(exc, self._what(repo_id, obj_id))
+
+    def head(self, repo_id: str, obj_id: str) -> ObjectInfo:
+        try:
+            size = self.path(repo_id, obj_id).stat().st_size
+        except OSError as exc:
+            _raise_os_error(exc, self._what(repo_id, obj_id))
+        return ObjectInfo(repo_id, obj_id, size)
+
+    def put(self, repo_id: str, obj_id: str, data: bytes) -> None:
+        self._write(repo_id, obj_id, lambda fh: fh.write(data))
+
+    def put_stream(self, repo_id: str, obj_id: str, fileobj: BinaryIO) -> None:
+        self._write(repo_id, obj_id, lambda fh: shutil.copyfileobj(fileobj, fh, _CHUNK))
+
+    def _write(self, repo_id: str, obj_id: str, fill: object) -> None:
+        target = self.path(repo_id, obj_id)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        what = self._what(repo_id, obj_id)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(tmp, "xb") as fh:
+                    fill(fh)  # type: ignore[operator]
+                    fh.flush()
+                    if self.fsync:
+                        os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            if self.fsync:
+                _fsync_dir(target.parent)
+        except OSError as exc:
+            _raise_os_error(exc, what)
+
+    def delete(self, repo_id: str, obj_id: str) -> None:
+        try:
+            self.path(repo_id, obj_id).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            _raise_os_error(exc, self._what(repo_id, obj_id))
+
+    def copy(self, src_repo_id: str, dst_repo_id: str, obj_id: str) -> None:
+        """Hard-link where possible (objects are immutable and replaced by rename)."""
+        src = self.path(src_repo_id, obj_id)
+        dst = self.path(dst_repo_id, obj_id)
+        tmp = dst.parent / f".{dst.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, tmp)
+            except FileNotFoundError:
+                raise
+            except OSError:
+                with open(src, "rb") as fh:
+                    self.put_stream(dst_repo_id, obj_id, fh)
+                return
+            os.replace(tmp, dst)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            _raise_os_error(exc, self._what(src_repo_id, obj_id))
+
+    def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
+        repos = [repo_id] if repo_id is not None else self._sorted_names(self.root, is_repo_id)
+        for repo in repos:
+            repo_dir = self.root / repo
+            for prefix in self._sorted_names(repo_dir, lambda n: bool(_PREFIX_RE.match(n))):
+                try:
+                    with os.scandir(repo_dir / prefix) as it:
+                        entries = sorted(
+                            (e for e in it if _REST_RE.match(e.name)), key=lambda e: e.name
+                        )
+                    for entry in entries:
+                        if entry.is_file(follow_symlinks=False):
+                            yield ObjectInfo(repo, prefix + entry.name, entry.stat().st_size)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    _raise_os_error(exc, f"listing {repo_dir / prefix}")
+
+    @staticmethod
+    def _sorted_names(path: Path, accept: object) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(path) if accept(n))  # type: ignore[operator]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            _raise_os_error(exc, f"listing {path}")
+
+    def remove_repo(self, repo_id: str) -> None:
+        try:
+            shutil.rmtree(self.root / repo_id)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            _raise_os_error(exc, f"removing repo {repo_id}")

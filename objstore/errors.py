@@ -1,0 +1,73 @@
+"""One error hierarchy for the whole library.
+
+Drivers translate their library's errors (OSError, botocore) at their edge, with
+``raise ... from exc``.  ``retryable`` says whether trying again may help.
+Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class ObjStoreError(Exception):
+    """Base class of every error objstore raises."""
+
+    retryable = False
+
+
+class NotFound(ObjStoreError):
+    """The object does not exist (and only that: never an outage or a 403)."""
+
+
+class InvalidId(ObjStoreError, ValueError):
+    """A repo id or object id is not well-formed; nothing was touched."""
+
+
+class ConfigError(ObjStoreError):
+    """A configuration is wrong.  The message names the file, section and option."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        section: str | None = None,
+        option: str | None = None,
+    ) -> None:
+        self.file = file
+        self.section = section
+        self.option = option
+        self.reason = message
+        where = " ".join(
+            part for part in (file, f"[{section}]" if section else None, option) if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class BucketNotFound(ConfigError):
+    """The configured bucket does not exist on the server."""
+
+
+class AuthError(ObjStoreError):
+    """The server rejected the credentials (wrong key id, wrong secret, expired token)."""
+
+
+class EncryptionKeyError(ObjStoreError):
+    """The SSE-C key is missing, wrong, or given for an object stored without one."""
+
+
+class CorruptObject(ObjStoreError):
+    """An object's bytes do not match its id (or cannot be decoded)."""
+
+
+class BackendUnavailable(ObjStoreError):
+    """The backend could not be reached or kept failing after retries."""
+
+    retryable = True
+
+
+class StorageFull(ObjStoreError):
+    """The backend has no space left (disk full, quota exceeded)."""
+
+
+class PermissionDenied(ObjStoreError):
+    """The backend refused access to an existing resource (not a credentials problem)."""
