@@ -185,7 +185,8 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*", text)
     if not m:
         raise ValueError("expected a size such as 16M or 1048576")
-    return int(m.group(1)) * 1024 ** " kmg".index(m.group(2).lower() or " ")
+    exponent = " kmg".index(m.group(2).lower() or " ")
+    return int(m.group(1)) * int(1024**exponent)
 
 
 def parse_seconds(text: str) -> float:

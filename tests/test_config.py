@@ -188,7 +188,7 @@ def test_secret_values_never_in_errors(tmp_path: Path) -> None:
 def test_unreadable_inputs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.conf")
-    with pytest.raises(ConfigError, match="has no seafile.conf"):
+    with pytest.raises(ConfigError, match=r"has no seafile\.conf"):
         load_config(tmp_path)
     (tmp_path / "d" / "seafile.conf").mkdir(parents=True)
     with pytest.raises(ConfigError, match="directory"):

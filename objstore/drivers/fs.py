@@ -8,12 +8,13 @@ then renamed over the target; the directory is fsynced too.  Ids arrive validate
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -175,9 +176,9 @@ class FsDriver(Driver):
                     _raise_os_error(exc, f"listing {repo_dir / prefix}")
 
     @staticmethod
-    def _sorted_names(path: Path, accept: object) -> list[str]:
+    def _sorted_names(path: Path, accept: Callable[[str], bool]) -> builtins.list[str]:
         try:
-            return sorted(n for n in os.listdir(path) if accept(n))  # type: ignore[operator]
+            return sorted(n for n in os.listdir(path) if accept(n))
         except FileNotFoundError:
             return []
         except OSError as exc:

@@ -8,6 +8,7 @@ one bucket per kind).  botocore errors are translated here, in
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import io
 import logging
@@ -230,6 +231,11 @@ class S3Driver(Driver):
                     f"{where}: SSE-C key not accepted ({code}); the object may have been "
                     "stored without SSE-C"
                 ) from None
+            if status == 400 and key is None and what and code in ("400", "InvalidArgument"):
+                # HEAD has no body: a bare 400 on an object is SeaweedFS/AWS asking for the key.
+                raise EncryptionKeyError(
+                    f"{where}: the object seems encrypted with SSE-C but no sse_c_key is set"
+                ) from None
             if status in (400, 403) and key is not None and what and self._credentials_ok():
                 raise EncryptionKeyError(
                     f"{where}: the SSE-C key does not match the one the object was written with"
@@ -431,10 +437,15 @@ class S3Driver(Driver):
             self._translate(exc, f"LIST {prefix}")
 
     def _copy(self, src_bucket: str, src_key: str, src_sse: str | None, key: str) -> None:
+        # Onto itself (SSE-C re-keying in place), SeaweedFS refuses the COPY directive
+        # even though the encryption changes; REPLACE is accepted everywhere (objects
+        # carry no user metadata to keep).
+        same = (src_bucket, src_key) == (self.bucket, key)
         try:
             self.client.copy_object(
                 Bucket=self.bucket, Key=key, CopySource={"Bucket": src_bucket, "Key": src_key},
-                MetadataDirective="COPY", **_sse_args(src_sse, "CopySource"), **self._put_args(),
+                MetadataDirective="REPLACE" if same else "COPY",
+                **_sse_args(src_sse, "CopySource"), **self._put_args(),
             )  # fmt: skip
         except bexc.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -466,6 +477,27 @@ class S3Driver(Driver):
                    self.key(repo_id, obj_id))  # fmt: skip
         return True
 
+    def stored_with_own_key(self, repo_id: str, obj_id: str) -> bool:
+        """Whether the object is stored as this driver writes it: SSE-C encrypted with
+        this driver's key, or not SSE-C encrypted when the driver has no key.  False
+        for another key (or none).  NotFound if missing.  (A HEAD alone cannot tell:
+        some servers answer a HEAD carrying a key for a plaintext object.)"""
+        key = self.key(repo_id, obj_id)
+        try:
+            resp = self.client.head_object(
+                Bucket=self.bucket, Key=key, **_sse_args(self._sse_key)
+            )
+        except bexc.ClientError as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            if status == 400 or (status == 403 and self._sse_key is not None):
+                return False  # a key was needed, or ours is not the object's
+            self._translate(exc, f"HEAD {key}")
+        except Exception as exc:
+            self._translate(exc, f"HEAD {key}")
+        if self._sse_key is None:
+            return not resp.get("SSECustomerAlgorithm")
+        return _md5_b64(self._sse_key.encode("utf-8")) in str(resp.get("SSECustomerKeyMD5", ""))
+
     def remove_repo(self, repo_id: str) -> None:
         batch: list[dict[str, str]] = []
         for info in self.list(repo_id):
@@ -476,7 +508,7 @@ class S3Driver(Driver):
         if batch:
             self._delete_batch(batch)
 
-    def _delete_batch(self, batch: list[dict[str, str]]) -> None:
+    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> None:
         resp = self._call(
             "DELETE batch", self.client.delete_objects, Bucket=self.bucket,
             Delete={"Objects": batch, "Quiet": True},
