@@ -15,12 +15,14 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, BinaryIO, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
+import urllib3
 import botocore.exceptions as bexc
 from botocore.config import Config
 
@@ -48,6 +50,21 @@ _AUTH_CODES = {
 }  # fmt: skip
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 _SSE_HINTS = ("encrypt", "customer", "sse", "key md5", "key-md5", "algorithm")
+
+
+class _Truncated(Exception):
+    """A GET body shorter than its Content-Length."""
+
+
+_STREAM_ERRORS = (
+    _Truncated,
+    bexc.ResponseStreamingError,
+    bexc.IncompleteReadError,
+    bexc.ReadTimeoutError,
+    bexc.ConnectionClosedError,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
 
 
 class ServerSideCopyUnsupported(ObjStoreError):
@@ -290,21 +307,29 @@ class S3Driver(Driver):
     # ------------------------------------------------------------ objects
 
     def get(self, repo_id: str, obj_id: str) -> bytes:
-        what = f"GET {self.key(repo_id, obj_id)}"
-        try:
-            resp = self.client.get_object(
-                Bucket=self.bucket, Key=self.key(repo_id, obj_id), **_sse_args(self._sse_key)
+        """GET the object.  A body cut mid-stream is retried (botocore retries only
+        the request, not the body) with backoff, then BackendUnavailable."""
+        key = self.key(repo_id, obj_id)
+        what = f"GET {key}"
+        for attempt in range(self.cfg.max_retries + 1):
+            resp = self._call(
+                what, self.client.get_object, Bucket=self.bucket, Key=key, **_sse_args(self._sse_key)
             )
-            with resp["Body"] as body:
-                data: bytes = body.read()
-        except Exception as exc:
-            self._translate(exc, what)
-        length = resp.get("ContentLength")
-        if length is not None and length != len(data):
-            raise BackendUnavailable(
-                f"{self.identity} {what}: truncated body ({len(data)}/{length})"
-            )
-        return data
+            try:
+                with resp["Body"] as body:
+                    data: bytes = body.read()
+                length = resp.get("ContentLength")
+                if length is not None and length != len(data):
+                    raise _Truncated(f"truncated body ({len(data)} of {length} bytes)")
+                return data
+            except _STREAM_ERRORS as exc:
+                if attempt == self.cfg.max_retries:
+                    raise BackendUnavailable(
+                        f"{self.identity} {what}: {type(exc).__name__} after "
+                        f"{attempt + 1} attempts"
+                    ) from None
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        raise AssertionError("unreachable")
 
     def open_read(self, repo_id: str, obj_id: str) -> BinaryIO:
         what = f"GET {self.key(repo_id, obj_id)}"
