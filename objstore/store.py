@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from .config import (
     BackendConfig,
@@ -190,10 +190,7 @@ def open_config(config: StoreConfig, *, check: bool = True) -> Stores:
             driver = build_driver(backend, kind, config.cache)
             built[kind] = ObjectStore(driver)
             if check:
-                inner: Any = driver
-                while hasattr(inner, "inner"):
-                    inner = inner.inner
-                _check_backend(config, kind, inner)
+                _check_backend(config, kind, driver.backend)
     except BaseException:
         for store in built.values():
             store.close()

@@ -27,10 +27,12 @@ import contextlib
 import ctypes
 import datetime as _dt
 import ipaddress
+import itertools
 import json
 import os
 import random
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -42,7 +44,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pymemcache.client.base
@@ -62,12 +64,15 @@ __all__ = [
     "TestCA",
     "find_binary",
     "free_port",
+    "install_sigv2_path_fix",
     "live_servers",
+    "localhost_resolution",
     "patch_localhost_resolution",
     "rclone_client_remote",
     "reserve_ports",
     "server_env",
     "stop_all_servers",
+    "unique_bucket_name",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -97,6 +102,10 @@ _STRIPPED_ENV_NAMES = frozenset(
         "S3_EXTERNAL_URL",
     }
 )
+
+
+# Log phrases of a failed bind (redis, memcached, Go servers; weed mini's own check).
+_PORT_CLASH_MARKERS = ("already in use", "address in use", "is not available on")
 
 
 class ServerStartError(RuntimeError):
@@ -229,16 +238,19 @@ def _child_setup() -> None:  # runs in the child between fork and exec
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+_owned_dirs: list[Path] = []
+
+
 def _new_workdir(name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"objstore-{name}-"))
+    """A fresh temp dir, removed at exit (unless OBJSTORE_KEEP_SERVER_DIRS is set)."""
+    d = Path(tempfile.mkdtemp(prefix=f"objstore-{name}-"))
+    _owned_dirs.append(d)
+    return d
 
 
-def _wait_port_closed(port: int, timeout: float = 5.0, host: str = LOOPBACK) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _can_bind(port, host):
-            return
-        time.sleep(0.05)
+def _remove_owned_dir(d: Path) -> None:
+    if not os.environ.get("OBJSTORE_KEEP_SERVER_DIRS"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- base class
@@ -268,9 +280,14 @@ def _atexit() -> None:
     for s in servers:
         with contextlib.suppress(Exception):
             s.close()
+    for d in _owned_dirs:
+        _remove_owned_dir(d)
 
 
 atexit.register(_atexit)
+
+
+_S = TypeVar("_S", bound="ManagedServer")
 
 
 class ManagedServer:
@@ -351,41 +368,48 @@ class ManagedServer:
         return _tail(self.log_file, lines)
 
     # -- lifecycle
-    def start(self) -> ManagedServer:
+    def start(self: _S) -> _S:
         """Start and wait until ready; a no-op if already running. Returns self.
 
-        On the very first start, a failure (e.g. a port taken by someone else in
-        the meantime) is retried twice with fresh ports; later starts (restart)
-        always reuse the same ports.
+        On the very first start, a failure because a port was taken by someone
+        else in the meantime (a bind error in its log) is retried twice with
+        fresh ports; later starts (restart) always reuse the same ports.
         """
         with self._lock:
             if self.running:
                 return self
-            attempts = 3 if not self._ever_ready else 1
-            last: ServerStartError | None = None
-            for _ in range(attempts):
+            for attempt in range(3):
                 if not self._ports_assigned:
                     self._ports = self._assign_ports()
                     self._ports_assigned = True
+                log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
                 try:
                     self._start_once()
-                except ServerStartError as e:
-                    last = e
-                    if self._ever_ready:
-                        break
+                except ServerStartError:
+                    if self._ever_ready or attempt == 2 or not self._port_clash(log_offset):
+                        raise
                     _release_ports(self._ports)
                     self._ports_assigned = False
                     continue
                 self._ever_ready = True
                 return self
-            assert last is not None
-            raise last
+            raise AssertionError("unreachable")
+
+    def _port_clash(self, log_offset: int) -> bool:
+        """Did the last start attempt fail because a port was taken meanwhile?"""
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(log_offset)
+                new = f.read().decode("utf-8", "replace").lower()
+        except OSError:
+            return False
+        return any(m in new for m in _PORT_CLASH_MARKERS)
 
     def _start_once(self) -> None:
         self._before_start()
         cmd = self._command()
         self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - kept open while running
-        banner = f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n"
+        banner = f"\n=== start {time.strftime('%H:%M:%S')}: {shlex.join(cmd)}\n"
         self._log_handle.write(banner.encode())
         self._log_handle.flush()
         in_main = threading.current_thread() is threading.main_thread()
@@ -408,7 +432,8 @@ class ManagedServer:
             if rc is not None:
                 self._cleanup_after_exit()
                 raise ServerStartError(
-                    f"{self.name} exited with code {rc} during startup; command: {' '.join(cmd)}\n"
+                    f"{self.name} exited with code {rc} during startup; "
+                    f"command: {shlex.join(cmd)}\n"
                     f"--- log tail ({self.log_file}) ---\n{self.log_tail()}"
                 )
             try:
@@ -420,7 +445,7 @@ class ManagedServer:
                 self.stop(timeout=5.0)
                 raise ServerStartError(
                     f"{self.name} not ready after {self.startup_timeout:.0f}s "
-                    f"(last probe error: {last_exc!r}); command: {' '.join(cmd)}\n"
+                    f"(last probe error: {last_exc!r}); command: {shlex.join(cmd)}\n"
                     f"--- log tail ({self.log_file}) ---\n{self.log_tail()}"
                 )
             time.sleep(0.1)
@@ -449,6 +474,7 @@ class ManagedServer:
                 return
             if proc.poll() is None:
                 self._signal_group(signal.SIGTERM)
+                self._signal_group(signal.SIGCONT)  # in case it was paused
                 try:
                     proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
                 except subprocess.TimeoutExpired:
@@ -468,12 +494,22 @@ class ManagedServer:
             self._cleanup_after_exit()
             self._proc = None
 
-    def restart(self) -> ManagedServer:
+    def pause(self) -> None:
+        """SIGSTOP the process group: the server hangs (connections stall, no errors)."""
+        with self._lock:
+            if self.running:
+                self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process group after :meth:`pause`."""
+        with self._lock:
+            if self.running:
+                self._signal_group(signal.SIGCONT)
+
+    def restart(self: _S) -> _S:
         """Stop (gracefully) if running, then start on the same ports and data dir."""
         with self._lock:
-            self.stop()
-            for p in self._ports:
-                _wait_port_closed(p)
+            self.stop()  # listening sockets are closed once the process is reaped
             return self.start()
 
     def close(self) -> None:
@@ -481,11 +517,11 @@ class ManagedServer:
         self.stop()
         with _live_lock:
             _live.discard(self)
-        if self._owns_dir and not os.environ.get("OBJSTORE_KEEP_SERVER_DIRS"):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        if self._owns_dir:
+            _remove_owned_dir(self.dir)
         _release_ports(self._ports)
 
-    def __enter__(self) -> ManagedServer:
+    def __enter__(self: _S) -> _S:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -645,7 +681,7 @@ class TestCA:
     def close(self) -> None:
         """Delete the directory if this object created it."""
         if self._owns_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            _remove_owned_dir(self.directory)
 
 
 # --------------------------------------------------------------------------- S3 servers
@@ -665,6 +701,24 @@ def _boto_config(*, v2: bool, virtual: bool, **overrides: Any) -> Any:
         retries={"max_attempts": 3, "mode": "standard"},
         **overrides,
     )
+
+
+def install_sigv2_path_fix(client: Any) -> None:
+    """Make SigV2 path-style bucket-level requests (list, delete_objects, ...) work.
+
+    botocore signs ``/bucket/`` but sends ``/bucket`` (boto/boto3#4433), so
+    servers that verify SigV2 answer SignatureDoesNotMatch. This ``before-sign``
+    hook sends the path that is signed.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    def send_signed_path(request: Any, **_: Any) -> None:
+        auth_path = getattr(request, "auth_path", None)
+        parts = urlsplit(request.url)
+        if auth_path and parts.path + "/" == auth_path:
+            request.url = urlunsplit(parts._replace(path=auth_path))
+
+    client.meta.events.register("before-sign.s3", send_signed_path)
 
 
 class S3Server(ManagedServer):
@@ -692,7 +746,13 @@ class S3Server(ManagedServer):
         return f"{'https' if https else 'http'}://{host}:{port}"
 
     def client(
-        self, https: bool = False, virtual: bool = False, v2: bool = False, **kw: Any
+        self,
+        https: bool = False,
+        virtual: bool = False,
+        v2: bool = False,
+        *,
+        fix_v2_path: bool = True,
+        **kw: Any,
     ) -> S3Client:
         """A new boto3 S3 client for this server.
 
@@ -702,6 +762,9 @@ class S3Server(ManagedServer):
         "when_required", HTTPS verified against ``ca_file``. ``kw`` goes to
         ``Session.client()`` and overrides the defaults (e.g.
         ``aws_secret_access_key="wrong"``); a ``config=`` is merged on top of ours.
+        With ``v2`` and path-style, :func:`install_sigv2_path_fix` is applied
+        unless ``fix_v2_path=False`` (SigV2 virtual-hosted fails on SeaweedFS:
+        a server bug).
         """
         import boto3
 
@@ -721,7 +784,10 @@ class S3Server(ManagedServer):
             args["verify"] = str(self.ca_file)
         args.update(kw)
         session = boto3.session.Session()
-        return session.client("s3", **args)
+        client = session.client("s3", **args)
+        if v2 and not virtual and fix_v2_path:
+            install_sigv2_path_fix(client)
+        return client
 
     def create_bucket(self, name: str) -> str:
         """Create bucket ``name`` (path-style HTTP); returns the name."""
@@ -747,19 +813,33 @@ class S3Server(ManagedServer):
         from botocore.exceptions import ClientError
 
         with contextlib.suppress(ClientError):
-            for page in c.get_paginator("list_multipart_uploads").paginate(Bucket=name):
-                for u in page.get("Uploads", []):
+            for uploads in c.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+                for u in uploads.get("Uploads", []):
                     c.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for o in page.get("Contents", []):
-                c.delete_object(Bucket=name, Key=o["Key"])
+            keys = [o["Key"] for o in page.get("Contents", [])]
+            if not keys:
+                continue
+            try:
+                resp = c.delete_objects(
+                    Bucket=name, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+                )
+                keys = [e["Key"] for e in resp.get("Errors", [])]
+            except ClientError:
+                pass  # fall back to single deletes
+            for k in keys:
+                c.delete_object(Bucket=name, Key=k)
+
+    def _cached_client(self, purpose: str, **kw: Any) -> S3Client:
+        """One client per purpose and endpoint (ports change if a first start is retried)."""
+        cache: dict[tuple[str, str], S3Client] = self.__dict__.setdefault("_client_cache", {})
+        key = (purpose, self.endpoint_url())
+        if key not in cache:
+            cache[key] = self.client(**kw)
+        return cache[key]
 
     def _admin_client(self) -> S3Client:
-        c = getattr(self, "_admin_client_cache", None)
-        if c is None:
-            c = self.client()
-            self._admin_client_cache = c
-        return c
+        return self._cached_client("admin")
 
     def rclone_remote(self, https: bool = False, **kw: Any) -> RcloneClient:
         """An rclone CLI S3 client pointed at this server (see :func:`rclone_client_remote`)."""
@@ -771,13 +851,8 @@ class S3Server(ManagedServer):
     def _probe_s3(self) -> bool:
         from botocore.config import Config
 
-        c = getattr(self, "_probe_client", None)
-        if c is None:
-            c = self.client(
-                config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
-            )
-            self._probe_client = c
-        c.list_buckets()
+        probe_cfg = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
+        self._cached_client("probe", config=probe_cfg).list_buckets()
         return True
 
 
@@ -790,7 +865,10 @@ class SeaweedS3(S3Server):
     style under ``domain_name`` (``s3.localhost``), telemetry off, every port
     (HTTP and gRPC of master/volume/filer/S3/admin) chosen explicitly with gRPC
     = HTTP + 10000 (some components ignore the explicit gRPC flags), WebDAV,
-    Iceberg and Lance off; logs, sockets and TMPDIR inside ``dir``.
+    Iceberg and Lance off; logs, sockets and TMPDIR inside ``dir`` (except the
+    gRPC unix sockets, which weed always puts in /tmp; removed after stop/kill).
+    Every bucket holding data uses one volume until deleted: ``max_volumes``
+    bounds how many such buckets can exist at once.
     """
 
     name = "seaweedfs"
@@ -806,6 +884,7 @@ class SeaweedS3(S3Server):
         access_key: str | None = None,
         secret_key: str | None = None,
         extra_identities: Sequence[dict[str, Any]] = (),
+        max_volumes: int = 1000,
         extra_args: Sequence[str] = (),
         weed_bin: str | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
@@ -823,6 +902,7 @@ class SeaweedS3(S3Server):
         self.access_key = access_key or "AK" + secrets.token_hex(9).upper()
         self.secret_key = secret_key or secrets.token_urlsafe(30)
         self.extra_identities = list(extra_identities)
+        self.max_volumes = max_volumes
         self.extra_args = list(extra_args)
         self.data_dir = self.dir / "data"
         self.config_file = self.dir / "s3.json"
@@ -890,6 +970,9 @@ class SeaweedS3(S3Server):
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-webdav=false",
+            # Each bucket holding data takes one volume until it is deleted; the
+            # default limit (free disk / volume size, ~1 GiB) can be tiny.
+            f"-volume.max={self.max_volumes}",
         ]
         if self.https:
             assert self.ca is not None and self.https_port is not None
@@ -1083,7 +1166,10 @@ class RedisServer(ManagedServer):
         return _redis.Redis(**args)
 
     def _probe(self) -> bool:
-        c = self.client(socket_timeout=2, socket_connect_timeout=1)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        c = self.client(socket_timeout=2, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
             return bool(c.ping())
         finally:
@@ -1241,7 +1327,7 @@ class RcloneClient:
     def close(self) -> None:
         """Delete the temp config dir if this object created it."""
         if self._owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            _remove_owned_dir(self.dir)
 
     def __enter__(self) -> RcloneClient:
         return self
@@ -1307,6 +1393,15 @@ def rclone_client_remote(
         timeout,
         owns,
     )
+
+
+_bucket_counter = itertools.count(1)
+
+
+def unique_bucket_name(prefix: str = "t") -> str:
+    """A new valid, lowercase S3 bucket name: ``<prefix>-<n>-<random>`` (<= 63 chars)."""
+    clean = "".join(ch for ch in prefix.lower() if ch.isalnum() or ch == "-").strip("-") or "t"
+    return f"{clean[:40]}-{next(_bucket_counter)}-{secrets.token_hex(5)}"
 
 
 # --------------------------------------------------------------------------- name resolution

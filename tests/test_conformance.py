@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,58 +22,70 @@ SSE_KEY_A = "0123456789abcdef0123456789abcdef"
 SSE_KEY_B = "fedcba9876543210fedcba9876543210"
 
 
-def _open(tmp_path: Path, text: str) -> Iterator[Stores]:
-    stores = objstore.open_stores(write_conf(tmp_path / "conf", text))
-    try:
-        yield stores
-    finally:
-        stores.close()
+class _Configured(ConformanceSuite):
+    """Buckets (or the data dir) are made once per class; each test opens fresh stores
+    and works in its own new repos."""
 
-
-class TestFs(ConformanceSuite):
     @pytest.fixture
-    def stores(self, tmp_path: Path) -> Iterator[Stores]:
-        (tmp_path / "data").mkdir()
-        yield from _open(tmp_path, fs_conf(tmp_path / "data"))
+    def stores(self, conf_path: Path) -> Iterator[Stores]:
+        with objstore.open_stores(conf_path) as stores:
+            yield stores
 
 
-class TestS3V4Path(ConformanceSuite):
-    @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any) -> Iterator[Stores]:
-        yield from _open(tmp_path, s3_conf(seaweed))
+def _conf(factory: pytest.TempPathFactory, text: str) -> Path:
+    return write_conf(factory.mktemp("conf"), text)
 
 
-class TestS3V4Virtual(ConformanceSuite):
-    @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any) -> Iterator[Stores]:
-        yield from _open(tmp_path, s3_conf(seaweed, virtual=True))
+class TestFs(_Configured):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        data = tmp_path_factory.mktemp("data")
+        return _conf(tmp_path_factory, fs_conf(data))
 
 
-class TestS3V2Path(ConformanceSuite):
-    @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any) -> Iterator[Stores]:
-        yield from _open(tmp_path, s3_conf(seaweed, v2=True))
+class TestS3V4Path(_Configured):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, seaweed: Any) -> Path:
+        return _conf(tmp_path_factory, s3_conf(seaweed))
 
 
-class TestS3SseCHttps(ConformanceSuite):
+class TestS3V4Virtual(_Configured):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, seaweed: Any) -> Path:
+        return _conf(tmp_path_factory, s3_conf(seaweed, virtual=True))
+
+
+class TestS3V2Path(_Configured):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, seaweed: Any) -> Path:
+        return _conf(tmp_path_factory, s3_conf(seaweed, v2=True))
+
+
+class TestS3SseCHttps(_Configured):
     supports_sse_c = True
 
-    @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any) -> Iterator[Stores]:
-        yield from _open(tmp_path, s3_conf(seaweed, https=True, sse_c_key=SSE_KEY_A))
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, seaweed: Any) -> Path:
+        return _conf(tmp_path_factory, s3_conf(seaweed, https=True, sse_c_key=SSE_KEY_A))
 
 
-class TestS3SharedBucketPrefix(ConformanceSuite):
+class TestS3SharedBucketPrefix(_Configured):
     """All three kinds in one bucket, separated by key_prefix."""
 
-    @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any) -> Iterator[Stores]:
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, seaweed: Any) -> Path:
         bucket = seaweed.create_bucket(unique_bucket("shared"))
         text = "\n".join(
             s3_section(seaweed, kind, bucket, key_prefix=f"install1/{kind.value}/")
             for kind in ObjKind
         )
-        yield from _open(tmp_path, text)
+        return _conf(tmp_path_factory, text)
 
     def test_prefix_is_respected(self, stores: Stores, seaweed: Any) -> None:
         repo = new_repo()
@@ -85,12 +97,13 @@ class TestS3SharedBucketPrefix(ConformanceSuite):
         assert not stores.block.exists(repo, obj_id)
 
 
-class TestRclone(ConformanceSuite):
+class TestRclone(_Configured):
     """rclone serve s3: a second, independent S3 implementation (SigV4 path-style)."""
 
-    @pytest.fixture
-    def stores(self, tmp_path: Path, rclone_s3: Any) -> Iterator[Stores]:
-        yield from _open(tmp_path, s3_conf(rclone_s3))
+    @pytest.fixture(scope="class")
+    @classmethod
+    def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, rclone_s3: Any) -> Path:
+        return _conf(tmp_path_factory, s3_conf(rclone_s3))
 
 
 # ---------------------------------------------------------------- errors on open
@@ -128,12 +141,8 @@ def test_missing_fs_dir(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def sse_buckets(seaweed: Any) -> dict[ObjKind, str]:
-    base = unique_bucket("sse")
-    buckets = {kind: f"{base}-{kind.value}" for kind in ObjKind}
-    for name in buckets.values():
-        seaweed.create_bucket(name)
-    return buckets
+def sse_buckets(seaweed: Any, new_bucket: Callable[..., str]) -> dict[ObjKind, str]:
+    return {kind: new_bucket(seaweed, "sse") for kind in ObjKind}
 
 
 def _stores(

@@ -40,6 +40,17 @@ class Driver(abc.ABC):
         """A stable, secret-free name of the storage location (``s3://host/bucket/prefix``,
         ``file:///dir``).  Two drivers with the same identity see the same objects."""
 
+    @property
+    def cache_identity(self) -> str:
+        """``identity`` plus whatever changes what reads return (an SSE-C key
+        fingerprint); caches namespace their keys by it."""
+        return self.identity
+
+    @property
+    def backend(self) -> Driver:
+        """The innermost driver: wrappers (such as the cache) return their inner's."""
+        return self
+
     @abc.abstractmethod
     def get(self, repo_id: str, obj_id: str) -> bytes:
         """The stored bytes, exactly as written.  NotFound if missing."""

@@ -43,6 +43,19 @@ log = logging.getLogger("objstore.s3")
 
 T = TypeVar("T")
 
+_session_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
+def _shared_session() -> boto3.session.Session:
+    """One boto3 session for every client (call with ``_session_lock`` held): a new
+    session parses botocore's endpoint and service JSON again, about 0.3 s per
+    client.  Credentials are passed per client, so nothing else is shared."""
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session
+
 _AUTH_CODES = {
     "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
     "TokenRefreshRequired", "InvalidSecurity", "AuthorizationHeaderMalformed",
@@ -179,7 +192,6 @@ class S3Driver(Driver):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        session = boto3.session.Session()
         creds: dict[str, Any] = {}
         if cfg.key_id and cfg.key:
             creds = {
@@ -187,14 +199,15 @@ class S3Driver(Driver):
                 "aws_secret_access_key": cfg.key.reveal(),
                 "aws_session_token": cfg.session_token.reveal() if cfg.session_token else None,
             }
-        client = session.client(
-            "s3",
-            endpoint_url=cfg.endpoint_url,
-            use_ssl=cfg.use_https or cfg.host is None,
-            verify=self._verify(),
-            config=config,
-            **creds,
-        )
+        with _session_lock:
+            client = _shared_session().client(
+                "s3",
+                endpoint_url=cfg.endpoint_url,
+                use_ssl=cfg.use_https or cfg.host is None,
+                verify=self._verify(),
+                config=config,
+                **creds,
+            )
         if not cfg.use_v4_signature:
             client.meta.events.register_last("before-sign.s3", _sigv2_path_fix)
         return client
@@ -202,6 +215,13 @@ class S3Driver(Driver):
     @property
     def identity(self) -> str:
         return f"s3://{self.cfg.host or 'aws'}/{self.bucket}/{self.prefix}"
+
+    @property
+    def cache_identity(self) -> str:
+        if self._sse_key is None:
+            return self.identity
+        fingerprint = hashlib.sha256(b"objstore-sse-c:" + self._sse_key.encode()).hexdigest()[:12]
+        return f"{self.identity}#sse-c={fingerprint}"
 
     def same_account(self, other: S3Driver) -> bool:
         """True when ``other`` lives on the same endpoint with the same credentials,
@@ -496,6 +516,7 @@ class S3Driver(Driver):
         """CopyObject from another bucket (or key) on the same endpoint and account,
         re-encrypting from the source's SSE-C key (or none) to ours (or none).
         Raises ServerSideCopyUnsupported when the server refuses."""
+        source = source.backend
         if not isinstance(source, S3Driver) or not self.same_account(source):
             return False
         self._copy(source.bucket, source.key(repo_id, obj_id), source._sse_key,
