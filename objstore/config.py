@@ -603,11 +603,9 @@ def load_config(
     _check_sections(kf)
     data = data_dir if data_dir is not None else env.get("SEAFILE_DATA_DIR") or None
     data_path = Path(data) if data is not None else None
-    warnings: list[str] = []
-    # Sections that are present first, so their mistakes are reported before a missing data dir.
-    order = sorted(ObjKind, key=lambda kind: kind.section not in kf.groups)
-    built = {kind: _backend(kf, kind, conf.parent, data_path, warnings) for kind in order}
-    backends = {kind: built[kind] for kind in ObjKind}
+    # Sections that are present first (cache, store_crypt, then backends), so their
+    # mistakes are reported before a missing data dir.
+    cache = _cache(kf)
     crypt = None
     if "store_crypt" in kf.groups:
         sec = _Section(kf, "store_crypt", _STORE_CRYPT_OPTIONS)
@@ -615,9 +613,13 @@ def load_config(
         if raw is None:
             raise sec.error("required: the file holding enc_key and enc_iv", "key_path")
         crypt = Path(raw) if Path(raw).is_absolute() else conf.parent / raw
+    warnings: list[str] = []
+    order = sorted(ObjKind, key=lambda kind: kind.section not in kf.groups)
+    built = {kind: _backend(kf, kind, conf.parent, data_path, warnings) for kind in order}
+    backends = {kind: built[kind] for kind in ObjKind}
     for w in warnings:
         log.warning("%s: %s", conf, w)
-    return StoreConfig(str(conf), backends, _cache(kf), crypt, tuple(warnings))
+    return StoreConfig(str(conf), backends, cache, crypt, tuple(warnings))
 
 
 # ---------------------------------------------------------------- environment form
