@@ -21,6 +21,18 @@ from .errors import (
     StorageFull,
 )
 from .ids import ObjectInfo, ObjKind
+from .migration import (
+    Failure,
+    KindPlan,
+    MigrateOptions,
+    Migration,
+    MigrationInterrupted,
+    MigrationResult,
+    Plan,
+    TransferResult,
+    VerifyResult,
+    migrate,
+)
 from .store import ObjectStore, Stores, open_config, open_stores
 
 
@@ -38,18 +50,28 @@ __all__ = [
     "ConfigError",
     "CorruptObject",
     "EncryptionKeyError",
+    "Failure",
     "InvalidId",
+    "KindPlan",
+    "MigrateOptions",
+    "Migration",
+    "MigrationInterrupted",
+    "MigrationResult",
     "NotFound",
     "ObjKind",
     "ObjStoreError",
     "ObjectInfo",
     "ObjectStore",
     "PermissionDenied",
+    "Plan",
     "StorageFull",
     "StoreConfig",
     "Stores",
+    "TransferResult",
+    "VerifyResult",
     "config_from_env",
     "load_config",
+    "migrate",
     "open_config",
     "open_stores",
     "verify_object",

@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,19 @@ def _status(err: ClientError) -> int:
 
 def _get(client: Any, bucket: str, key: str, **kw: Any) -> bytes:
     return bytes(client.get_object(Bucket=bucket, Key=key, **kw)["Body"].read())
+
+
+def _get_when_volumes_are_back(client: Any, bucket: str, key: str) -> bytes:
+    """After a SIGKILL, SeaweedFS answers S3 before its volume server has re-registered
+    its volumes (GET gives InternalError meanwhile): poll that state, 60 s at most."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return _get(client, bucket, key)
+        except ClientError as exc:
+            if _status(exc) < 500 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _child_pids_with(text: str) -> list[int]:
@@ -176,7 +190,7 @@ def test_seaweed_kill_restart_keeps_data(server_factory: Callable[..., Any]) -> 
         server.client(config=_no_retry()).list_buckets()
     server.restart()
     assert (server.http_port, server.master_port, server.filer_port) == ports
-    assert _get(c, "crash-test", "k") == b"durable"
+    assert _get_when_volumes_are_back(c, "crash-test", "k") == b"durable"
     server.restart()  # graceful stop + start
     assert _get(server.client(), "crash-test", "k") == b"durable"
     server.close()

@@ -22,8 +22,8 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
-import urllib3
 import botocore.exceptions as bexc
+import urllib3
 from botocore.config import Config
 
 from ..config import S3Config
@@ -55,6 +55,7 @@ def _shared_session() -> boto3.session.Session:
     if _session is None:
         _session = boto3.session.Session()
     return _session
+
 
 _AUTH_CODES = {
     "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -183,7 +184,7 @@ class S3Driver(Driver):
             region_name=cfg.aws_region,
             signature_version="s3v4" if cfg.use_v4_signature else "s3",
             s3={"addressing_style": "path" if cfg.path_style_request else "virtual"},
-            retries={"max_attempts": cfg.max_retries + 1, "mode": "standard"},
+            retries={"total_max_attempts": cfg.max_retries + 1, "mode": "standard"},
             max_pool_connections=cfg.max_connections,
             connect_timeout=cfg.connect_timeout,
             read_timeout=cfg.read_timeout,
@@ -333,7 +334,11 @@ class S3Driver(Driver):
         what = f"GET {key}"
         for attempt in range(self.cfg.max_retries + 1):
             resp = self._call(
-                what, self.client.get_object, Bucket=self.bucket, Key=key, **_sse_args(self._sse_key)
+                what,
+                self.client.get_object,
+                Bucket=self.bucket,
+                Key=key,
+                **_sse_args(self._sse_key),
             )
             try:
                 with resp["Body"] as body:
@@ -345,8 +350,7 @@ class S3Driver(Driver):
             except _STREAM_ERRORS as exc:
                 if attempt == self.cfg.max_retries:
                     raise BackendUnavailable(
-                        f"{self.identity} {what}: {type(exc).__name__} after "
-                        f"{attempt + 1} attempts"
+                        f"{self.identity} {what}: {type(exc).__name__} after {attempt + 1} attempts"
                     ) from None
                 time.sleep(min(0.1 * 2**attempt, 2.0))
         raise AssertionError("unreachable")
@@ -530,9 +534,7 @@ class S3Driver(Driver):
         some servers answer a HEAD carrying a key for a plaintext object.)"""
         key = self.key(repo_id, obj_id)
         try:
-            resp = self.client.head_object(
-                Bucket=self.bucket, Key=key, **_sse_args(self._sse_key)
-            )
+            resp = self.client.head_object(Bucket=self.bucket, Key=key, **_sse_args(self._sse_key))
         except bexc.ClientError as exc:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             if status == 400 or (status == 403 and self._sse_key is not None):

@@ -1,0 +1,121 @@
+"""What a migration does: :class:`MigrateOptions`, and the parsers the CLI and the
+plan files share (so ``--bwlimit 50M`` and ``bwlimit = "50M"`` mean the same)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..ids import ObjKind, check_repo_id
+
+MiB = 1024 * 1024
+
+KIND_ORDER: tuple[ObjKind, ...] = (ObjKind.BLOCK, ObjKind.FS, ObjKind.COMMIT)
+"""Kinds are always copied in this order: a commit never reaches the destination
+before the fs objects and blocks it references."""
+
+VERIFY_MODES = ("none", "size", "hash")
+SERVER_SIDE_COPY_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class MigrateOptions:
+    """Options of one migration; every field has a safe default.
+
+    ``kinds`` are reordered into :data:`KIND_ORDER`.  ``repos`` limits the run to
+    these libraries; ``shard=(k, n)`` to the libraries that hash to shard ``k`` of
+    ``n`` (see :func:`shard_of`).  ``workers=None`` sizes the pool from the drivers.
+    ``bwlimit`` is in bytes/s across all workers.  ``retries`` is how often a failed
+    object is tried again (with back-off) before it is reported.
+    ``max_inflight_bytes`` bounds the object bytes held in memory at once.
+    ``lean_s3`` sends single-object PUTs and GETs through a lean SigV4 client
+    (:mod:`objstore.migration.lean`) where the configuration allows; False: boto3
+    for every request.
+    """
+
+    kinds: tuple[ObjKind, ...] = KIND_ORDER
+    repos: frozenset[str] | None = None
+    shard: tuple[int, int] | None = None
+    workers: int | None = None
+    verify: str = "size"
+    verify_only: bool = False
+    dry_run: bool = False
+    bwlimit: int | None = None
+    server_side_copy: str = "auto"
+    decrypt: bool = False
+    retries: int = 4
+    retry_backoff: float = 0.5
+    max_inflight_bytes: int = 128 * MiB
+    lean_s3: bool = True
+
+    def __post_init__(self) -> None:
+        kinds = tuple(k for k in KIND_ORDER if k in set(self.kinds))
+        if not kinds:
+            raise ValueError("no object kinds selected")
+        object.__setattr__(self, "kinds", kinds)
+        if self.repos is not None:
+            object.__setattr__(self, "repos", frozenset(check_repo_id(r) for r in self.repos))
+        if self.shard is not None:
+            k, n = self.shard
+            if not (isinstance(k, int) and isinstance(n, int) and n >= 1 and 0 <= k < n):
+                raise ValueError(f"shard must be K/N with 0 <= K < N, not {k}/{n}")
+        if self.workers is not None and not 1 <= self.workers <= 1024:
+            raise ValueError("workers must be between 1 and 1024")
+        if self.verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}")
+        if self.server_side_copy not in SERVER_SIDE_COPY_MODES:
+            raise ValueError(f"server_side_copy must be one of {', '.join(SERVER_SIDE_COPY_MODES)}")
+        if self.bwlimit is not None and self.bwlimit <= 0:
+            raise ValueError("bwlimit must be positive")
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.max_inflight_bytes < MiB:
+            raise ValueError("max_inflight_bytes must be at least 1 MiB")
+
+
+_RATE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)(?:/s)?\s*", re.IGNORECASE)
+
+
+def parse_rate(text: str) -> int:
+    """Bytes per second: ``50M``, ``1.5G``, ``800k``, ``1048576`` (powers of 1024)."""
+    m = _RATE_RE.fullmatch(text)
+    if not m:
+        raise ValueError(f"bad rate {text[:30]!r}: expected e.g. 50M, 800k or 1048576 (bytes/s)")
+    value = float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " ")
+    if value < 1:
+        raise ValueError("rate must be at least 1 byte/s")
+    return int(value)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` with ``0 <= K < N``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m:
+        raise ValueError(f"bad shard {text[:30]!r}: expected K/N, e.g. 0/4")
+    k, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or k >= n:
+        raise ValueError(f"bad shard {k}/{n}: need 0 <= K < N")
+    return k, n
+
+
+def parse_kinds(items: Iterable[str]) -> tuple[ObjKind, ...]:
+    """Kind names (``block``, ``fs``, ``commit``, plural accepted), comma-separated or not."""
+    out: list[ObjKind] = []
+    for item in items:
+        for part in item.split(","):
+            if part.strip():
+                out.append(ObjKind.parse(part))
+    if not out:
+        raise ValueError("no object kinds given")
+    return tuple(dict.fromkeys(out))
+
+
+def read_repo_list(text: str) -> list[str]:
+    """Repo ids, one per line (``#`` comments and blank lines ignored).  InvalidId on a bad one."""
+    repos = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            repos.append(check_repo_id(line))
+    return repos
