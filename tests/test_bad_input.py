@@ -188,4 +188,62 @@ def test_cli_process_exits_2_without_traceback(tmp_path: Path, name: str) -> Non
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-_: Callable[..., object] = main
+def _tree(root: Path) -> dict[str, tuple[bool, int, float]]:
+    return {
+        str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime)
+        for p in root.rglob("*")
+    }
+
+
+def test_bad_ids_touch_nothing_on_disk(tmp_path: Path) -> None:
+    """Every API that takes an id, with traversal and look-alike ids: InvalidId, and
+    the directory tree around and inside the store is unchanged."""
+    import io
+
+    import objstore
+    from objstore import InvalidId, ObjKind
+
+    from .conformance import BAD_IDS, BAD_REPOS, block, new_repo
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "outside.txt").write_text("do not touch")
+    conf = tmp_path / "conf" / "seafile.conf"
+    conf.parent.mkdir()
+    conf.write_text("".join(f"[{k.section}]\nname = fs\ndir = {data}\n" for k in ObjKind))
+    with objstore.open_stores(conf) as stores:
+        repo = new_repo()
+        good_id, payload = block(b"present")
+        stores.block.write(repo, good_id, payload)
+        before = _tree(tmp_path)
+        for store in stores.values():
+            for bad in BAD_IDS:
+                calls: list[tuple[Callable[..., object], tuple[object, ...]]] = [
+                    (store.write, (repo, bad, payload)),
+                    (store.read, (repo, bad)),
+                    (store.exists, (repo, bad)),
+                    (store.stat, (repo, bad)),
+                    (store.delete, (repo, bad)),
+                    (store.read_many, (repo, [good_id, bad])),
+                    (store.copy, (repo, new_repo(), bad)),
+                    (store.open_read, (repo, bad)),
+                    (store.write_from, (repo, bad, io.BytesIO(payload))),
+                ]
+                for fn, args in calls:
+                    with pytest.raises(InvalidId):
+                        fn(*args)
+            for bad in BAD_REPOS:
+                calls = [
+                    (store.write, (bad, good_id, payload)),
+                    (store.read, (bad, good_id)),
+                    (store.delete, (bad, good_id)),
+                    (store.list, (bad,)),
+                    (store.remove_repo, (bad,)),
+                    (store.copy, (repo, bad, good_id)),
+                    (store.write_from, (bad, good_id, io.BytesIO(payload))),
+                ]
+                for fn, args in calls:
+                    with pytest.raises(InvalidId):
+                        fn(*args)
+        assert _tree(tmp_path) == before
+        assert stores.block.read(repo, good_id) == payload
