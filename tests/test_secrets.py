@@ -131,3 +131,39 @@ def test_cache_with_wrong_redis_password(tmp_path: Path, server_factory: Any, lo
         stats = stores.cache_stats()["fs"]
         assert stats["errors"] >= 1
         assert_clean(repr(stores.fs.driver) + str(stats))
+
+
+def test_migration_output_and_reports(
+    tmp_path: Path, seaweed: Any, capsys: pytest.CaptureFixture[str], logs: Any
+) -> None:
+    """A failing migration (a corrupt source object) into SSE-C buckets, verbose, with
+    log progress and a JSON report; then a wrong destination SSE-C key (exit 2)."""
+    from objstore.cli import main
+
+    data = tmp_path / "src-data"
+    data.mkdir()
+    src = write_conf(
+        tmp_path / "src", "".join(f"[{k.section}]\nname = fs\ndir = {data}\n" for k in ObjKind)
+    )
+    repo = new_repo()
+    with objstore.open_stores(src) as stores:
+        for n in range(5):
+            stores.block.write(repo, *block(b"block %d" % n))
+        stores.block.write(repo, block(b"the id of this")[0], b"but other bytes")
+    text = s3_conf(seaweed, https=True, sse_c_key=SSE_A)
+    dest = write_conf(tmp_path / "dest", text)
+    report = tmp_path / "report.json"
+    argv = [str(src), str(dest), "--report", str(report), "--progress", "log", "-v"]
+    assert main([*argv, "--verify", "hash"]) == 1
+    out = capsys.readouterr()
+    secrets = [seaweed.secret_key]
+    for blob in (report.read_text(), out.out, out.err):
+        assert_clean(blob)
+        assert not any(s in blob for s in secrets)
+    assert "corrupt" in report.read_text().lower()
+    wrong = write_conf(tmp_path / "wrong", text.replace(SSE_A, SSE_B))
+    assert main([str(src), str(wrong), "--report", str(report), "--progress", "log", "-v"]) == 2
+    out = capsys.readouterr()
+    for blob in (report.read_text() if report.exists() else "", out.out, out.err):
+        assert_clean(blob)
+        assert not any(s in blob for s in secrets)
