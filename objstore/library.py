@@ -13,7 +13,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol, Union
+from typing import Protocol, Union
 
 from .errors import CorruptObject
 from .formats import (
@@ -33,6 +33,7 @@ from .formats import (
     verify_object,
 )
 from .ids import EMPTY_ID, ObjKind, check_obj_id, check_repo_id
+from .streams import read_full
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -95,25 +96,12 @@ def _check_name(path: str, name: str) -> None:
         raise ValueError(f"{os.path.join(path, name)!r}: name is not valid UTF-8") from None
 
 
-def _read_block(fh: BinaryIO, size: int) -> bytes:
-    """Up to ``size`` bytes; fewer only at the end of the file."""
-    parts: list[bytes] = []
-    missing = size
-    while missing > 0:
-        chunk = fh.read(missing)
-        if not chunk:
-            break
-        parts.append(chunk)
-        missing -= len(chunk)
-    return b"".join(parts)
-
-
 def _import_file(writer: _Writer, path: str, block_size: int) -> tuple[str, int]:
     block_ids: list[str] = []
     size = 0
     with open(path, "rb") as fh:
         while True:
-            data = _read_block(fh, block_size)
+            data = read_full(fh, block_size)
             if not data:
                 break
             bid = block_id(data)

@@ -37,6 +37,7 @@ from ..errors import (
     PermissionDenied,
 )
 from ..ids import ObjectInfo, ObjKind, is_obj_id, is_repo_id
+from ..streams import read_full
 from .base import Driver, Properties
 
 log = logging.getLogger("objstore.s3")
@@ -390,7 +391,7 @@ class S3Driver(Driver):
     def put_stream(self, repo_id: str, obj_id: str, fileobj: BinaryIO) -> None:
         """Single PUT below ``multipart_threshold``, else a multipart upload that is
         aborted on any failure (including KeyboardInterrupt)."""
-        first = _read_full(fileobj, self.cfg.multipart_threshold + 1)
+        first = read_full(fileobj, self.cfg.multipart_threshold + 1)
         if len(first) <= self.cfg.multipart_threshold:
             self._call(
                 f"PUT {self.key(repo_id, obj_id)}", self.client.put_object,
@@ -416,7 +417,7 @@ class S3Driver(Driver):
                 pending: dict[Future[dict[str, Any]], int] = {}
                 number = 0
                 while True:
-                    data = _read_full(stream, chunk)
+                    data = read_full(stream, chunk)
                     if not data and number > 0:
                         break
                     number += 1
@@ -566,19 +567,6 @@ class S3Driver(Driver):
             raise BackendUnavailable(
                 f"{self.identity}: {len(errors)} deletes failed, e.g. {errors[0].get('Code')}"
             )
-
-
-def _read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read exactly ``size`` bytes unless EOF comes first."""
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        chunk = stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 class _Chain(io.RawIOBase):
