@@ -237,3 +237,12 @@ def test_rclone_reads_our_sse_c_objects_and_we_read_its(
         remote.rcat(bucket, f"{repo}/{theirs_id}", theirs)
         assert a.block.read(repo, theirs_id) == theirs
         assert a.block.stat(repo, theirs_id).size == len(theirs)
+
+
+def test_rejected_session_token_is_auth_error(tmp_path: Path, seaweed: Any) -> None:
+    """An expired (here: unknown) session token is a credentials error, and secret."""
+    token = "FwoGZXIvYXdzEXPIREDTOKEN-zz9"
+    conf = write_conf(tmp_path, s3_conf(seaweed, extra={"session_token": token}))
+    with pytest.raises(AuthError) as info:
+        objstore.open_stores(conf)
+    assert token not in str(info.value) and "credentials rejected" in str(info.value)
