@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from objstore.cli import main
 from objstore.library import import_folder
 from objstore.migration import load_plan_file, migrate, shard_of
 
-from .helpers import fs_conf, write_conf
+from .helpers import fs_conf, wait_until, write_conf
 from .test_migrate_helpers import (
     REPO_ROOT,
     SSE_A,
@@ -97,11 +96,12 @@ def test_cli_killed_run_resumes(
             env=cli_env(), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            while len(listing(stores, ObjKind.BLOCK)) < 20:
+
+            def twenty_blocks() -> bool:
                 assert proc.poll() is None, "finished before it could be killed"
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+                return len(listing(stores, ObjKind.BLOCK)) >= 20
+
+            wait_until(twenty_blocks, "20 blocks in the destination")
         finally:
             proc.kill()
             proc.wait()
@@ -142,11 +142,12 @@ def test_cli_sigint_aborts_multipart_and_reports(
         env=cli_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+
+        def uploading() -> bool:
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no multipart upload seen"
-            time.sleep(0.02)
+            return bool(client.list_multipart_uploads(Bucket=bucket).get("Uploads"))
+
+        wait_until(uploading, "a multipart upload in flight")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -175,10 +176,12 @@ def test_cli_sigterm_stops_like_ctrl_c(
             text=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 60
-            while len(listing(stores, ObjKind.BLOCK)) < 5:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.05)
+
+            def five_blocks() -> bool:
+                assert proc.poll() is None, "finished before SIGTERM"
+                return len(listing(stores, ObjKind.BLOCK)) >= 5
+
+            wait_until(five_blocks, "5 blocks in the destination")
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
         finally:
