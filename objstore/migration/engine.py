@@ -17,6 +17,7 @@ whether it is already stored under the new key, and re-keyed if not.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -829,32 +830,52 @@ class Migration:
         self.progress.start("copy", lane.name, total, kp.to_copy_bytes if kp else 0)
         ticker = _Ticker(self.progress, lambda: (handled[0], tr.bytes))
         pool = _Pool(self.workers, handle, self._cancel, self._budget, f"copy-{lane.name}")
+        with self._pass(lane, pool, ticker, tr, started) as (src_it, dst_it):
+            if dst_it is None:
+                for info in src_it:
+                    if self._cancel.is_set():
+                        break
+                    pool.submit(info)
+            else:
+                for state, info in merge_join(src_it, dst_it, lane.sizes_match):
+                    if state == PRESENT:
+                        tr.skipped += 1
+                    elif state != EXTRA:
+                        if self._cancel.is_set():
+                            break
+                        pool.submit(info)
+        return tr
+
+    @contextlib.contextmanager
+    def _pass(
+        self,
+        lane: _Lane,
+        pool: _Pool | None,
+        ticker: _Ticker,
+        result: TransferResult | VerifyResult,
+        started: float,
+    ) -> Iterator[tuple[Iterator[ObjectInfo], Iterator[ObjectInfo] | None]]:
+        """One pass over a lane: yields its listings (no destination listing when
+        rotating in place); afterwards the pool is finished (or aborted on cancel
+        or error), the listings closed, the progress step ended and
+        ``result.seconds`` set.  A cancellation caused by a fatal error ends the
+        pass quietly (the fatal error is reported by the run)."""
         src_it = self._listing(lane.src, "source")
         dst_it = None if lane.rotate else self._listing(lane.dst, "destination")
         try:
             try:
-                if dst_it is None:
-                    for info in src_it:
-                        if self._cancel.is_set():
-                            break
-                        pool.submit(info)
-                else:
-                    for state, info in merge_join(src_it, dst_it, lane.sizes_match):
-                        if state == PRESENT:
-                            tr.skipped += 1
-                        elif state != EXTRA:
-                            if self._cancel.is_set():
-                                break
-                            pool.submit(info)
+                yield src_it, dst_it
             except Cancelled:
                 if self._fatal is None:
                     raise
-            if self._cancel.is_set():
-                pool.abort()
-            else:
-                pool.finish()
+            if pool is not None:
+                if self._cancel.is_set():
+                    pool.abort()
+                else:
+                    pool.finish()
         except BaseException:
-            pool.abort()
+            if pool is not None:
+                pool.abort()
             raise
         finally:
             src_it.close()
@@ -862,8 +883,7 @@ class Migration:
                 dst_it.close()
             ticker.stop()
             self.progress.end()
-            tr.seconds = time.monotonic() - started
-        return tr
+            result.seconds = time.monotonic() - started
 
     def _transfer_one(self, lane: _Lane, info: ObjectInfo) -> tuple[int, bool]:
         """Copy one object; returns (bytes written, whether server-side)."""
@@ -1031,49 +1051,27 @@ class Migration:
             if needs_pool
             else None
         )
-        src_it = self._listing(lane.src, "source")
-        dst_it = None if lane.rotate else self._listing(lane.dst, "destination")
-        try:
-            try:
-                if dst_it is None:
-                    assert pool is not None
-                    for info in src_it:
+        with self._pass(lane, pool, ticker, vr, started) as (src_it, dst_it):
+            if dst_it is None:
+                assert pool is not None
+                for info in src_it:
+                    if self._cancel.is_set():
+                        break
+                    pool.submit(info)
+            else:
+                for state, info in merge_join(src_it, dst_it, lane.sizes_match):
+                    if state == EXTRA:
+                        vr.extra += 1
+                    elif state == MISSING:
+                        note(info, "missing", "missing in the destination")
+                    elif state == MISMATCH:
+                        note(info, "mismatched", "size differs in the destination")
+                    elif pool is None:
+                        note(info, "ok")
+                    else:
                         if self._cancel.is_set():
                             break
                         pool.submit(info)
-                else:
-                    for state, info in merge_join(src_it, dst_it, lane.sizes_match):
-                        if state == EXTRA:
-                            vr.extra += 1
-                        elif state == MISSING:
-                            note(info, "missing", "missing in the destination")
-                        elif state == MISMATCH:
-                            note(info, "mismatched", "size differs in the destination")
-                        elif pool is None:
-                            note(info, "ok")
-                        else:
-                            if self._cancel.is_set():
-                                break
-                            pool.submit(info)
-            except Cancelled:
-                if self._fatal is None:
-                    raise
-            if pool is not None:
-                if self._cancel.is_set():
-                    pool.abort()
-                else:
-                    pool.finish()
-        except BaseException:
-            if pool is not None:
-                pool.abort()
-            raise
-        finally:
-            src_it.close()
-            if dst_it is not None:
-                dst_it.close()
-            ticker.stop()
-            self.progress.end()
-            vr.seconds = time.monotonic() - started
         return vr
 
     # ------------------------------------------------------------------ run
