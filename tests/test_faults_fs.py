@@ -167,3 +167,17 @@ def test_writer_killed_mid_write_leaves_nothing_visible(tmp_path: Path) -> None:
     obj_id2, data = block(b"after the crash")
     store.write(repo, obj_id2, data)
     assert [i.obj_id for i in store.list()] == [obj_id2]
+
+
+def test_object_deleted_during_a_listing_drops_only_itself(tmp_path: Path) -> None:
+    """A delete racing a listing (the file server's GC during a migration) leaves out
+    the deleted object and nothing else of its directory."""
+    store = ObjectStore(FsDriver(tmp_path, ObjKind.BLOCK, fsync=False))
+    repo = new_repo()
+    ids = sorted("ab" + hashlib.sha1(str(i).encode()).hexdigest()[2:] for i in range(5))
+    for obj_id in ids:
+        store.write(repo, obj_id, b"x" * 10)  # not valid blocks: the listing does not care
+    listing = store.list()
+    assert next(listing).obj_id == ids[0]  # the directory ab/ is read now
+    store.delete(repo, ids[1])
+    assert [info.obj_id for info in listing] == ids[2:]

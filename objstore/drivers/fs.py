@@ -8,7 +8,6 @@ then renamed over the target; the directory is fsynced too.  Ids arrive validate
 
 from __future__ import annotations
 
-import builtins
 import errno
 import os
 import re
@@ -45,6 +44,16 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sorted_names(path: str, accept: Callable[[str], object]) -> list[str]:
+    """The accepted names in a directory, sorted; none if it does not exist."""
+    try:
+        return sorted(n for n in os.listdir(path) if accept(n))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        _raise_os_error(exc, f"listing {path}")
 
 
 class FsDriver(Driver):
@@ -158,31 +167,32 @@ class FsDriver(Driver):
             _raise_os_error(exc, self._what(src_repo_id, obj_id))
 
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
-        repos = [repo_id] if repo_id is not None else self._sorted_names(self.root, is_repo_id)
+        """Sorted by (repo_id, obj_id), one directory at a time.  An object deleted
+        while its directory is listed is left out; nothing else is."""
+        root = str(self.root)
+        repos = [repo_id] if repo_id is not None else _sorted_names(root, is_repo_id)
         for repo in repos:
-            repo_dir = self.root / repo
-            for prefix in self._sorted_names(repo_dir, lambda n: bool(_PREFIX_RE.match(n))):
+            repo_dir = os.path.join(root, repo)
+            for prefix in _sorted_names(repo_dir, _PREFIX_RE.match):
+                prefix_dir = os.path.join(repo_dir, prefix)
                 try:
-                    with os.scandir(repo_dir / prefix) as it:
-                        entries = sorted(
-                            (e for e in it if _REST_RE.match(e.name)), key=lambda e: e.name
-                        )
-                    for entry in entries:
-                        if entry.is_file(follow_symlinks=False):
-                            yield ObjectInfo(repo, prefix + entry.name, entry.stat().st_size)
+                    with os.scandir(prefix_dir) as it:
+                        entries = [(e.name, e) for e in it if _REST_RE.match(e.name)]
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
-                    _raise_os_error(exc, f"listing {repo_dir / prefix}")
-
-    @staticmethod
-    def _sorted_names(path: Path, accept: Callable[[str], bool]) -> builtins.list[str]:
-        try:
-            return sorted(n for n in os.listdir(path) if accept(n))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            _raise_os_error(exc, f"listing {path}")
+                    _raise_os_error(exc, f"listing {prefix_dir}")
+                entries.sort()
+                for name, entry in entries:
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        size = entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        _raise_os_error(exc, f"listing {prefix_dir}")
+                    yield ObjectInfo(repo, prefix + name, size)
 
     def remove_repo(self, repo_id: str) -> None:
         try:
