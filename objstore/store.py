@@ -93,15 +93,18 @@ class ObjectStore:
         self.driver.close()
 
 
-def build_driver(backend: BackendConfig, kind: ObjKind, cache: CacheConfig | None = None) -> Driver:
-    """The one factory: the backend driver, wrapped by the cache where configured."""
+def build_driver(
+    backend: BackendConfig, kind: ObjKind, cache: CacheConfig | None = None, *, lean: bool = True
+) -> Driver:
+    """The one factory: the backend driver, wrapped by the cache where configured.
+    ``lean=False``: S3 drivers send every request through boto3 (no lean client)."""
     driver: Driver
     if isinstance(backend, FsConfig):
         driver = FsDriver(backend.dir, kind)
     elif isinstance(backend, S3Config):
         from .drivers.s3 import S3Driver
 
-        driver = S3Driver(backend, kind)
+        driver = S3Driver(backend, kind, lean=lean)
     else:  # pragma: no cover - config only builds the two
         raise TypeError(f"unknown backend config {type(backend).__name__}")
     if cache is not None and kind in cache.kinds:
@@ -181,13 +184,13 @@ def _check_backend(config: StoreConfig, kind: ObjKind, driver: Driver) -> None:
         raise ConfigError(str(exc), file=config.source, section=section, option="dir") from None
 
 
-def open_config(config: StoreConfig, *, check: bool = True) -> Stores:
-    """Build the stores of an already loaded configuration."""
+def open_config(config: StoreConfig, *, check: bool = True, lean: bool = True) -> Stores:
+    """Build the stores of an already loaded configuration (``lean``: see :func:`build_driver`)."""
     built: dict[ObjKind, ObjectStore] = {}
     try:
         for kind in ObjKind:
             backend = config.backends[kind]
-            driver = build_driver(backend, kind, config.cache)
+            driver = build_driver(backend, kind, config.cache, lean=lean)
             built[kind] = ObjectStore(driver)
             if check:
                 _check_backend(config, kind, driver.backend)

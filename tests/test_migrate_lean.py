@@ -16,7 +16,7 @@ import pytest
 
 import objstore
 from objstore import AuthError, BucketNotFound, EncryptionKeyError, NotFound, ObjKind, Stores
-from objstore.migration.lean import LeanS3, lean_client
+from objstore.drivers.lean import LeanS3, lean_client
 
 from .helpers import s3_section, write_conf
 from .proxy import Fault, FaultProxy

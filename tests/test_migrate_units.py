@@ -230,7 +230,7 @@ def test_prefetch_forwards_errors_and_stops_early() -> None:
 
 
 def test_listing_page_parser_matches_elementtree() -> None:
-    from objstore.migration.lean import _page_entries
+    from objstore.drivers.lean import _page_entries
 
     def page(entries: list[str]) -> bytes:
         return (

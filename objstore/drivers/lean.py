@@ -1,21 +1,23 @@
 """A lean SigV4 client for the per-object S3 requests of a migration (PUT, GET,
-server-side CopyObject, the HEAD that tells which SSE-C key an object has) and for
-listings (ListObjectsV2).
+server-side CopyObject, the HEAD that tells which SSE-C key an object has), for
+listings (ListObjectsV2), and for the S3 driver's open-time bucket check.
 
 botocore spends about 2 ms of CPU per request on a small machine (event hooks,
 endpoint rules, user-agent assembly, parameter handling) and about 0.1 ms per
-listed key (its XML parser); a migration of millions of objects is bound by
-exactly that.  This client signs and sends one request in about 0.4 ms over a
-pool of kept-alive ``http.client`` connections, and parses a listing page in one
-regular-expression pass (ElementTree when a page does not have the usual shape).
+listed key (its XML parser), and importing it with a client costs about 0.3 s;
+a migration of millions of objects is bound by exactly that, and a re-run that
+finds nothing to do by the import.  This client signs and sends one request in
+about 0.4 ms over a pool of kept-alive ``http.client`` connections, and parses a
+listing page in one regular-expression pass (ElementTree when a page does not
+have the usual shape).
 
 It covers only what a migration needs, for configurations it fully understands
 (SigV4, explicit key_id/key, no proxy; path-style or virtual-hosted; HTTP or
 HTTPS with the configured CA; SSE-C; storage class); :func:`lean_client` returns
 None otherwise and the driver (boto3) is used.  It borrows from the driver the
 one key mapping (``driver.key``) and the one error table (``driver._translate``),
-so errors are the same objstore errors either way.  Everything else (listing,
-multipart, server-side copy, checks) stays with the driver.
+so errors are the same objstore errors either way.  Everything else (multipart,
+streaming reads, deletes, the file server's own requests) stays with boto3.
 
 Payloads are sent as ``UNSIGNED-PAYLOAD`` with a signed ``Content-MD5``: the
 server checks the body against the MD5, and the MD5 cannot be changed without
@@ -37,6 +39,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any, Union
 from urllib.parse import quote, unquote, urlsplit
+
+from botocore.exceptions import ClientError
 
 from ..config import S3Config
 from ..errors import BackendUnavailable
@@ -242,12 +246,11 @@ class LeanS3:
             return resp.status, resp, data
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fail(
-        self, status: int, resp: http.client.HTTPResponse, data: bytes, op: str, what: str
-    ) -> None:
-        """Hand the error to the driver's one translation table."""
-        from botocore.exceptions import ClientError
-
+    @staticmethod
+    def _client_error(
+        status: int, resp: http.client.HTTPResponse, data: bytes, op: str
+    ) -> ClientError:
+        """An error answer as botocore's ClientError, which the driver's tables read."""
         code_m = _CODE_RE.search(data)
         msg_m = _MESSAGE_RE.search(data)
         code = code_m.group(1).decode("utf-8", "replace") if code_m else str(status)
@@ -256,7 +259,37 @@ class LeanS3:
             "Error": {"Code": code, "Message": message},
             "ResponseMetadata": {"HTTPStatusCode": status},
         }
-        self.driver._translate(ClientError(response, op), what)
+        return ClientError(response, op)
+
+    def _fail(
+        self, status: int, resp: http.client.HTTPResponse, data: bytes, op: str, what: str
+    ) -> None:
+        """Hand the error to the driver's one translation table."""
+        self.driver._translate(self._client_error(status, resp, data, op), what)
+
+    def list_one(self) -> None:
+        """List at most one key under the key prefix: the driver's bucket and
+        credential probe.  An unreachable server or a 5xx is retried with back-off
+        (``max_retries``, as boto3 would), then BackendUnavailable; another error
+        answer raises botocore's ClientError for the driver to read."""
+        query = "&".join(
+            f"{k}={quote(v, safe='-_.~')}"
+            for k, v in (("list-type", "2"), ("max-keys", "1"), ("prefix", self.cfg.key_prefix))
+        )
+        what = f"LIST {self.cfg.key_prefix}"
+        for attempt in range(self.cfg.max_retries + 1):
+            last = attempt == self.cfg.max_retries
+            try:
+                status, resp, body = self._request("GET", None, None, {}, what, query)
+            except BackendUnavailable:
+                if last:
+                    raise
+            else:
+                if status == 200:
+                    return
+                if status < 500 or last:
+                    raise self._client_error(status, resp, body, "ListObjectsV2")
+            time.sleep(min(0.1 * 2**attempt, 2.0))
 
     # ------------------------------------------------------------ objects
 

@@ -3,6 +3,11 @@
 Keys are ``<key_prefix><repo_id>/<obj_id>`` (Seafile's layout: no two-char split,
 one bucket per kind).  botocore errors are translated here, in
 :func:`_translate`, and nowhere else.
+
+Importing boto3 and building a client costs about 0.3 s of CPU, so the boto3
+client is made on first use, and the open-time bucket check goes through the
+lean SigV4 client (:mod:`objstore.drivers.lean`) where the configuration allows:
+a process that only checks, lists and moves single objects never loads boto3.
 """
 
 from __future__ import annotations
@@ -18,13 +23,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, BinaryIO, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3
 import botocore.exceptions as bexc
-import urllib3
-from botocore.config import Config
 
 from ..config import S3Config
 from ..errors import (
@@ -40,6 +42,11 @@ from ..ids import ObjectInfo, ObjKind, is_obj_id, is_repo_id
 from ..streams import read_full
 from .base import Driver, Properties
 
+if TYPE_CHECKING:
+    import boto3
+
+    from .lean import LeanS3
+
 log = logging.getLogger("objstore.s3")
 
 T = TypeVar("T")
@@ -54,6 +61,8 @@ def _shared_session() -> boto3.session.Session:
     client.  Credentials are passed per client, so nothing else is shared."""
     global _session
     if _session is None:
+        import boto3
+
         _session = boto3.session.Session()
     return _session
 
@@ -71,15 +80,19 @@ class _Truncated(Exception):
     """A GET body shorter than its Content-Length."""
 
 
-_STREAM_ERRORS = (
-    _Truncated,
-    bexc.ResponseStreamingError,
-    bexc.IncompleteReadError,
-    bexc.ReadTimeoutError,
-    bexc.ConnectionClosedError,
-    urllib3.exceptions.HTTPError,
-    OSError,
-)
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """What reading a GET body can raise (urllib3 is loaded with the boto3 client)."""
+    import urllib3
+
+    return (
+        _Truncated,
+        bexc.ResponseStreamingError,
+        bexc.IncompleteReadError,
+        bexc.ReadTimeoutError,
+        bexc.ConnectionClosedError,
+        urllib3.exceptions.HTTPError,
+        OSError,
+    )
 
 
 class ServerSideCopyUnsupported(ObjStoreError):
@@ -134,7 +147,8 @@ class _Reader(io.RawIOBase):
 class S3Driver(Driver):
     """Objects of one kind in one bucket (optionally under ``key_prefix``)."""
 
-    def __init__(self, cfg: S3Config, kind: ObjKind) -> None:
+    def __init__(self, cfg: S3Config, kind: ObjKind, *, lean: bool = True) -> None:
+        """``lean=False``: every request goes through boto3 (see :attr:`lean`)."""
         self.cfg = cfg
         self.kind = kind
         self.bucket = cfg.bucket
@@ -144,7 +158,10 @@ class S3Driver(Driver):
             max_connections=cfg.max_connections, server_side_copy=True, atomic_replace=True
         )
         self._bundle: str | None = None
-        self.client = self._make_client()
+        self._use_lean = lean
+        self._client: Any = None
+        self._lean: LeanS3 | None = None
+        self._lazy_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"S3Driver({self.identity!r}, sse_c={self._sse_key is not None})"
@@ -171,7 +188,34 @@ class S3Driver(Driver):
             return self._bundle
         return True
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client, made on first use."""
+        if self._client is None:
+            with self._lazy_lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    @property
+    def lean(self) -> LeanS3 | None:
+        """The lean SigV4 client for this bucket (made on first use, pooled to
+        ``max_connections``), or None where the configuration needs boto3 (SigV2,
+        the credential chain, a proxy) or the driver was made with ``lean=False``."""
+        if not self._use_lean:
+            return None
+        if self._lean is None:
+            from .lean import lean_client
+
+            with self._lazy_lock:
+                if self._lean is None:
+                    self._lean = lean_client(self, self.cfg.max_connections)
+                    self._use_lean = self._lean is not None
+        return self._lean
+
     def _make_client(self) -> Any:
+        from botocore.config import Config
+
         cfg = self.cfg
         proxies = None
         if cfg.proxy_host:
@@ -234,7 +278,10 @@ class S3Driver(Driver):
         )  # fmt: skip
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
+        if self._lean is not None:
+            self._lean.close()
         if self._bundle:
             os.unlink(self._bundle)
             self._bundle = None
@@ -292,10 +339,19 @@ class S3Driver(Driver):
             raise BackendUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
         raise exc
 
+    def _list_one(self) -> None:
+        """A bucket-level request: list at most one key under the prefix (through the
+        lean client where it fits).  An error answer raises botocore's ClientError."""
+        lean = self.lean
+        if lean is not None:
+            lean.list_one()
+        else:
+            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix)
+
     def _credentials_ok(self) -> bool:
         """Whether a bucket-level request succeeds (tells a bad key from bad credentials)."""
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix)
+            self._list_one()
         except Exception:
             return False
         return True
@@ -315,7 +371,7 @@ class S3Driver(Driver):
     def check(self) -> None:
         """The bucket exists and the credentials can list it; else BucketNotFound/AuthError."""
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1, Prefix=self.prefix)
+            self._list_one()
         except bexc.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("AccessDenied", "403") or code in _AUTH_CODES:
@@ -333,6 +389,7 @@ class S3Driver(Driver):
         the request, not the body) with backoff, then BackendUnavailable."""
         key = self.key(repo_id, obj_id)
         what = f"GET {key}"
+        stream_errors = _stream_errors()
         for attempt in range(self.cfg.max_retries + 1):
             resp = self._call(
                 what,
@@ -348,7 +405,7 @@ class S3Driver(Driver):
                 if length is not None and length != len(data):
                     raise _Truncated(f"truncated body ({len(data)} of {length} bytes)")
                 return data
-            except _STREAM_ERRORS as exc:
+            except stream_errors as exc:
                 if attempt == self.cfg.max_retries:
                     raise BackendUnavailable(
                         f"{self.identity} {what}: {type(exc).__name__} after {attempt + 1} attempts"

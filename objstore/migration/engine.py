@@ -57,7 +57,6 @@ from .join import (
     same_size,
     scoped_listing,
 )
-from .lean import LeanS3, lean_client
 from .limits import ByteBudget, Cancelled, TokenBucket
 from .options import MiB, MigrateOptions
 from .results import (
@@ -72,6 +71,7 @@ from .results import (
 
 if TYPE_CHECKING:
     from ..crypt import StoreCrypt
+    from ..drivers.lean import LeanS3
 
 log = logging.getLogger("objstore.migration")
 
@@ -395,7 +395,6 @@ class Migration:
         self._ssc_unsupported = ServerSideCopyUnsupported
         self._ssc_works: dict[str, bool] = {}
         self._ssc_lock = threading.Lock()
-        self._leans: dict[int, LeanS3 | None] = {}
         src_crypt, dst_crypt = self._crypts()
         self.lanes = [self._lane(kind, src_crypt, dst_crypt) for kind in self.options.kinds]
 
@@ -418,9 +417,10 @@ class Migration:
         src_cfg = source if isinstance(source, StoreConfig) else load_config(source)
         dst_cfg = dest if isinstance(dest, StoreConfig) else load_config(dest)
         workers = opts.workers or _default_workers_for(src_cfg, dst_cfg, opts.kinds)
-        src = open_config(_migration_config(src_cfg, workers), check=True)
+        lean = opts.lean_s3
+        src = open_config(_migration_config(src_cfg, workers), check=True, lean=lean)
         try:
-            dst = open_config(_migration_config(dst_cfg, workers), check=True)
+            dst = open_config(_migration_config(dst_cfg, workers), check=True, lean=lean)
         except BaseException:
             src.close()
             raise
@@ -432,10 +432,7 @@ class Migration:
             raise
 
     def close(self) -> None:
-        """Close the lean clients, and the stores if :meth:`open` opened them."""
-        for lean in self._leans.values():
-            if lean is not None:
-                lean.close()
+        """Close the stores if :meth:`open` opened them."""
         if self._owns:
             self.source.close()
             self.dest.close()
@@ -454,12 +451,12 @@ class Migration:
         return max(1, min([*caps, MAX_DEFAULT_WORKERS]))
 
     def _lean(self, driver: Driver) -> LeanS3 | None:
-        """One lean client per S3 driver (None: use the driver)."""
-        if not self.options.lean_s3 or not _is_s3(driver):
+        """The S3 driver's lean client (None: use the driver itself)."""
+        if not self.options.lean_s3:
             return None
-        if id(driver) not in self._leans:
-            self._leans[id(driver)] = lean_client(driver, self.workers)
-        return self._leans[id(driver)]
+        from ..drivers.s3 import S3Driver
+
+        return driver.lean if isinstance(driver, S3Driver) else None
 
     def _crypts(self) -> tuple[StoreCrypt | None, StoreCrypt | None]:
         src_path = self.source.config.store_crypt_key

@@ -29,9 +29,9 @@ class MigrateOptions:
     ``bwlimit`` is in bytes/s across all workers.  ``retries`` is how often a failed
     object is tried again (with back-off) before it is reported.
     ``max_inflight_bytes`` bounds the object bytes held in memory at once.
-    ``lean_s3`` sends single-object PUTs and GETs through a lean SigV4 client
-    (:mod:`objstore.migration.lean`) where the configuration allows; False: boto3
-    for every request.
+    ``lean_s3`` sends bucket checks, listings and single-object requests through a
+    lean SigV4 client (:mod:`objstore.drivers.lean`) where the configuration
+    allows; False: boto3 for every request.
     """
 
     kinds: tuple[ObjKind, ...] = KIND_ORDER
