@@ -15,7 +15,6 @@ same data at the same concurrency, medians of ``--runs`` runs:
 
     scripts/bench migrate                       # or: .venv/bin/python scripts/bench_migrate.py
     scripts/bench_migrate.py --repos 8 --workers 16 --runs 3 --out bench-results/migrate.json
-    scripts/bench_migrate.py --profile prof.out   # cProfile of one in-process migration
 """
 
 from __future__ import annotations
