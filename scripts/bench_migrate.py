@@ -183,13 +183,15 @@ def _vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_measured(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> dict[str, Any]:
     """Run ``cmd``: wall time; user+sys CPU of the process from ``wait4``; peak RSS
     from its ``VmHWM``, sampled every 20 ms until it exits."""
     import threading
 
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     chunks: dict[str, bytes] = {}
     peak = [0]
