@@ -162,15 +162,16 @@ class LeanS3:
         return key
 
     def _headers(
-        self, method: str, path: str, extra: dict[str, str], query: str = ""
+        self, method: str, path: str, extra: dict[str, str], query: str = "", *, sse: bool = True
     ) -> dict[str, str]:
+        """The signed headers of one request (``sse``: with this bucket's SSE-C key)."""
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         date = amz_date[:8]
         headers = {
             "host": self.host_header,
             "x-amz-content-sha256": _UNSIGNED,
             "x-amz-date": amz_date,
-            **self._sse,
+            **(self._sse if sse else {}),
             **extra,
         }
         if self._token:
@@ -217,7 +218,8 @@ class LeanS3:
             reused = conn is not None
             if conn is None:
                 conn = self._connect()
-            headers = self._headers(method, path, extra, query)
+            # SSE-C headers belong to object requests only, not to listings
+            headers = self._headers(method, path, extra, query, sse=key is not None)
             try:
                 resp = conn.request(method, url, headers, body)
             except (OSError, ProtocolError) as exc:
