@@ -91,22 +91,9 @@ def _rounds(
     src = Path(store["conf"])
 
     def run(rev: str, scenario: str, source: Path, dest: Path, *extra: str) -> None:
-        cmd = [
-            sys.executable, "-m", "objstore.cli", str(source), str(dest),
-            "--progress", "none", "--workers", str(args.workers), *extra,
-        ]  # fmt: skip
-        env = bm.clean_env(
-            {"PYTHONPATH": str(trees[rev]), "PYTHONPYCACHEPREFIX": str(work / "pyc")}
-        )
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        # cwd outside every tree, so `-m` finds objstore only through PYTHONPATH
-        result = bm.run_measured(cmd, env, cwd=str(work))
-        if result["rc"] != 0:
-            raise RuntimeError(f"{rev}: {scenario} failed: {result['stdout']}{result['stderr']}")
+        result = bench.objstore(source, dest, *extra, tree=trees[rev])
         results.setdefault((rev, scenario), []).append(result)
-        print(
-            f"  {rev}: {scenario}: {result['cpu']:.2f}s CPU, {result['wall']:.2f}s", file=sys.stderr
-        )
+        print(f"  {rev}: {scenario}: {result['cpu']:.2f}s CPU", file=sys.stderr)
 
     try:
         revs = list(trees)

@@ -322,7 +322,8 @@ class Bench:
         path.write_text(text)
         return path
 
-    def objstore(self, src: Path, dst: Path, *extra: str) -> dict[str, Any]:
+    def objstore(self, src: Path, dst: Path, *extra: str, tree: Path = ROOT) -> dict[str, Any]:
+        """Run objstore-migrate from ``tree`` (a checkout of this repository), measured."""
         cmd = [
             sys.executable,
             "-m",
@@ -337,11 +338,14 @@ class Bench:
         ]
         # with Python's bytecode cache, as an installed package runs (the cache lives
         # in the work dir; PYTHONDONTWRITEBYTECODE would compile every module anew)
-        env = clean_env({"PYTHONPATH": str(ROOT), "PYTHONPYCACHEPREFIX": str(self.work / "pyc")})
+        env = clean_env({"PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(self.work / "pyc")})
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        result = run_measured(cmd, env)
+        # cwd outside every checkout, so `-m` finds objstore only through PYTHONPATH
+        result = run_measured(cmd, env, cwd=str(self.work))
         if result["rc"] != 0:
-            raise RuntimeError(f"objstore-migrate failed: {result['stdout']}\n{result['stderr']}")
+            raise RuntimeError(
+                f"objstore-migrate ({tree}) failed: {result['stdout']}\n{result['stderr']}"
+            )
         return result
 
     def rclone(self, bucket: str) -> dict[str, Any]:

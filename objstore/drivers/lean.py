@@ -81,6 +81,11 @@ def lean_client(driver: Any, pool_size: int) -> LeanS3 | None:
     return LeanS3(driver, cfg, pool_size)
 
 
+def _query(params: dict[str, str]) -> str:
+    """A query string in SigV4's canonical form (sorted, percent-encoded)."""
+    return "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+
+
 def _page_entries(body: bytes) -> list[tuple[str, int]]:
     """(key, size) of each ``<Contents>`` of a ListObjectsV2 page, in order: one
     regex pass, or ElementTree when the page does not have the usual shape (Key
@@ -207,7 +212,7 @@ class LeanS3:
         extra: dict[str, str],
         what: str,
         query: str = "",
-    ) -> tuple[int, Response, bytes]:
+    ) -> Response:
         """One request (``key=None``: the bucket itself), on a pooled connection;
         a kept-alive connection the server closed meanwhile is replaced once."""
         path = self._bucket_path if key is None else self._path_prefix + quote(key, safe="/-_.~")
@@ -235,14 +240,16 @@ class LeanS3:
                         conn = None
                 if conn is not None:
                     conn.close()
-            return resp.status, resp, resp.body
+            return resp
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _client_error(status: int, resp: Response, data: bytes, op: str) -> ClientError:
-        """An error answer as botocore's ClientError, which the driver's tables read."""
-        code_m = _CODE_RE.search(data)
-        msg_m = _MESSAGE_RE.search(data)
+    def _client_error(resp: Response, op: str, status: int | None = None) -> ClientError:
+        """An error answer as botocore's ClientError, which the driver's tables read
+        (``status`` overrides the answer's, for an error inside a 200)."""
+        status = status or resp.status
+        code_m = _CODE_RE.search(resp.body)
+        msg_m = _MESSAGE_RE.search(resp.body)
         code = code_m.group(1).decode("utf-8", "replace") if code_m else str(status)
         message = msg_m.group(1).decode("utf-8", "replace") if msg_m else (resp.reason or "")
         response: Any = {
@@ -251,32 +258,29 @@ class LeanS3:
         }
         return ClientError(response, op)
 
-    def _fail(self, status: int, resp: Response, data: bytes, op: str, what: str) -> None:
+    def _fail(self, resp: Response, op: str, what: str, status: int | None = None) -> None:
         """Hand the error to the driver's one translation table."""
-        self.driver._translate(self._client_error(status, resp, data, op), what)
+        self.driver._translate(self._client_error(resp, op, status), what)
 
     def list_one(self) -> None:
         """List at most one key under the key prefix: the driver's bucket and
         credential probe.  An unreachable server or a 5xx is retried with back-off
         (``max_retries``, as boto3 would), then BackendUnavailable; another error
         answer raises botocore's ClientError for the driver to read."""
-        query = "&".join(
-            f"{k}={quote(v, safe='-_.~')}"
-            for k, v in (("list-type", "2"), ("max-keys", "1"), ("prefix", self.cfg.key_prefix))
-        )
+        query = _query({"list-type": "2", "max-keys": "1", "prefix": self.cfg.key_prefix})
         what = f"LIST {self.cfg.key_prefix}"
         for attempt in range(self.cfg.max_retries + 1):
             last = attempt == self.cfg.max_retries
             try:
-                status, resp, body = self._request("GET", None, None, {}, what, query)
+                resp = self._request("GET", None, None, {}, what, query)
             except BackendUnavailable:
                 if last:
                     raise
             else:
-                if status == 200:
+                if resp.status == 200:
                     return
-                if status < 500 or last:
-                    raise self._client_error(status, resp, body, "ListObjectsV2")
+                if resp.status < 500 or last:
+                    raise self._client_error(resp, "ListObjectsV2")
             time.sleep(min(0.1 * 2**attempt, 2.0))
 
     # ------------------------------------------------------------ objects
@@ -292,23 +296,19 @@ class LeanS3:
         if self.cfg.storage_class:
             extra["x-amz-storage-class"] = self.cfg.storage_class
         what = f"PUT {key}"
-        status, resp, body = self._request("PUT", key, data, extra, what)
-        if status != 200:
-            self._fail(status, resp, body, "PutObject", what)
+        resp = self._request("PUT", key, data, extra, what)
+        if resp.status != 200:
+            self._fail(resp, "PutObject", what)
 
     def get(self, repo_id: str, obj_id: str) -> bytes:
-        """The object's bytes (NotFound, EncryptionKeyError... as the driver raises)."""
+        """The object's bytes (NotFound, EncryptionKeyError... as the driver raises;
+        a body cut short is BackendUnavailable, from the connection)."""
         key = self.driver.key(repo_id, obj_id)
         what = f"GET {key}"
-        status, resp, body = self._request("GET", key, None, {}, what)
-        if status != 200:
-            self._fail(status, resp, body, "GetObject", what)
-        length = resp.getheader("content-length")
-        if length is not None and int(length) != len(body):
-            raise BackendUnavailable(
-                f"{self.driver.identity} {what}: truncated body ({len(body)}/{length})"
-            )
-        return body
+        resp = self._request("GET", key, None, {}, what)
+        if resp.status != 200:
+            self._fail(resp, "GetObject", what)
+        return resp.body
 
     def stored_with_own_key(self, repo_id: str, obj_id: str) -> bool:
         """As the driver's ``stored_with_own_key``: whether the object is stored with
@@ -316,11 +316,11 @@ class LeanS3:
         and the key fingerprint the server returns.  NotFound if missing."""
         key = self.driver.key(repo_id, obj_id)
         what = f"HEAD {key}"
-        status, resp, body = self._request("HEAD", key, None, {}, what)
-        if status == 400 or (status == 403 and self._sse):
+        resp = self._request("HEAD", key, None, {}, what)
+        if resp.status == 400 or (resp.status == 403 and self._sse):
             return False  # a key was needed, or ours is not the object's
-        if status != 200:
-            self._fail(status, resp, body, "HeadObject", what)
+        if resp.status != 200:
+            self._fail(resp, "HeadObject", what)
         if not self._sse:
             return not resp.getheader("x-amz-server-side-encryption-customer-algorithm")
         ours = self._sse["x-amz-server-side-encryption-customer-key-md5"]
@@ -346,16 +346,16 @@ class LeanS3:
         if self.cfg.storage_class:
             extra["x-amz-storage-class"] = self.cfg.storage_class
         what = f"COPY {source.bucket}/{src_key} -> {key}"
-        status, resp, body = self._request("PUT", key, b"", extra, what)
-        if status == 200 and b"<Error>" not in body:  # a copy can fail inside a 200
+        resp = self._request("PUT", key, b"", extra, what)
+        if resp.status == 200 and b"<Error>" not in resp.body:  # a copy can fail inside a 200
             return True
-        code_m = _CODE_RE.search(body)
-        code = code_m.group(1).decode("utf-8", "replace") if code_m else str(status)
-        if code in ("NotImplemented", "InvalidRequest", "InvalidArgument") or status == 501:
+        code_m = _CODE_RE.search(resp.body)
+        code = code_m.group(1).decode("utf-8", "replace") if code_m else str(resp.status)
+        if code in ("NotImplemented", "InvalidRequest", "InvalidArgument") or resp.status == 501:
             raise ServerSideCopyUnsupported(
                 f"{self.driver.identity}: server-side copy refused ({code})"
             )
-        self._fail(status if status != 200 else 500, resp, body, "CopyObject", what)
+        self._fail(resp, "CopyObject", what, 500 if resp.status == 200 else None)
         return False  # pragma: no cover - _fail raises
 
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
@@ -377,10 +377,10 @@ class LeanS3:
             }
             if token is not None:
                 params["continuation-token"] = token
-            query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-            status, resp, body = self._request("GET", None, None, {}, what, query)
-            if status != 200:
-                self._fail(status, resp, body, "ListObjectsV2", what)
+            resp = self._request("GET", None, None, {}, what, _query(params))
+            if resp.status != 200:
+                self._fail(resp, "ListObjectsV2", what)
+            body = resp.body
             url_encoded = b"<EncodingType>url</EncodingType>" in body
             for key, size in _page_entries(body):
                 if url_encoded and "%" in key:

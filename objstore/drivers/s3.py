@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import functools
 import hashlib
 import io
 import logging
@@ -80,6 +81,7 @@ class _Truncated(Exception):
     """A GET body shorter than its Content-Length."""
 
 
+@functools.cache
 def _stream_errors() -> tuple[type[BaseException], ...]:
     """What reading a GET body can raise (urllib3 is loaded with the boto3 client)."""
     import urllib3
