@@ -51,13 +51,14 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any
 
 from .config import CacheConfig, MemcachedConfig, RedisConfig
-from .drivers.base import Driver
+from .drivers.base import Driver, WrappingDriver
 from .errors import BackendUnavailable
 from .formats import verify_object
-from .ids import ObjectInfo, ObjKind
+from .ids import ObjKind
+from .retry import RetryPolicy
 
 log = logging.getLogger("objstore.cache")
 
@@ -637,7 +638,7 @@ def _release_remote(cfg: CacheConfig) -> None:
 # --------------------------------------------------------------------------- the driver
 
 
-class CachedDriver(Driver):
+class CachedDriver(WrappingDriver):
     """A driver with a read-through cache in front.
 
     * ``get``/``get_many``: local tier, then the cache (one GET / one MGET), then
@@ -673,9 +674,7 @@ class CachedDriver(Driver):
         memo_entries: int = 65536,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self.inner = inner
-        self.kind = inner.kind
-        self.properties = inner.properties
+        super().__init__(inner)
         self.remote = remote
         self.expiry = expiry
         self.prefix = key_prefix(inner.kind, inner.cache_identity)
@@ -690,9 +689,9 @@ class CachedDriver(Driver):
         self._on_close = on_close
         # breaker: 0.0 = closed; otherwise the monotonic time of the next probe
         self._open_until = 0.0
-        self._retry_after = retry_after
-        self._max_retry_after = max_retry_after
-        self._backoff = retry_after
+        self._probes = RetryPolicy(base_delay=retry_after, max_delay=max_retry_after)
+        self._failed_probes = 0
+        self._backoff = self._probes.delay(1)
         self._probe_lock = threading.Lock()
         self._pending: set[str] = set()
         self._pending_overflow = False
@@ -726,10 +725,6 @@ class CachedDriver(Driver):
 
     def __repr__(self) -> str:
         return f"CachedDriver({self.remote.name} -> {self.inner!r})"
-
-    @property
-    def identity(self) -> str:
-        return self.inner.identity
 
     def key(self, repo_id: str, obj_id: str) -> str:
         """The cache key of one object (see the module docstring)."""
@@ -964,9 +959,6 @@ class CachedDriver(Driver):
         self.inner.put(repo_id, obj_id, data)
         self._store(repo_id, [(obj_id, self.key(repo_id, obj_id), data)], True)
 
-    def put_stream(self, repo_id: str, obj_id: str, fileobj: BinaryIO) -> None:
-        self.inner.put_stream(repo_id, obj_id, fileobj)
-
     def delete(self, repo_id: str, obj_id: str) -> None:
         """Backend first, then the cache entry (a read that fetched the object just
         before the delete may still cache it afterwards: the bytes stay correct)."""
@@ -1038,25 +1030,6 @@ class CachedDriver(Driver):
 
     # ------------------------------------------------------------ other methods
 
-    def head(self, repo_id: str, obj_id: str) -> ObjectInfo:
-        return self.inner.head(repo_id, obj_id)
-
-    def exists(self, repo_id: str, obj_id: str) -> bool:
-        return self.inner.exists(repo_id, obj_id)
-
-    def copy(self, src_repo_id: str, dst_repo_id: str, obj_id: str) -> None:
-        self.inner.copy(src_repo_id, dst_repo_id, obj_id)
-
-    @property
-    def backend(self) -> Driver:
-        return self.inner.backend
-
-    def copy_from(self, source: Driver, repo_id: str, obj_id: str) -> bool:
-        return self.inner.copy_from(source.backend, repo_id, obj_id)
-
-    def open_read(self, repo_id: str, obj_id: str) -> BinaryIO:
-        return self.inner.open_read(repo_id, obj_id)
-
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -1111,12 +1084,14 @@ class CachedDriver(Driver):
                 self.remote.probe()
             except Exception as exc:
                 self._errors += 1
-                self._backoff = min(self._backoff * 2, self._max_retry_after)
+                self._failed_probes += 1
+                self._backoff = self._probes.delay(self._failed_probes + 1)
                 self._open_until = time.monotonic() + self._backoff
                 log.debug("%s still unavailable: %s", self.remote.name, type(exc).__name__)
                 return False
             self._open_until = 0.0
-            self._backoff = self._retry_after
+            self._failed_probes = 0
+            self._backoff = self._probes.delay(1)
             log.warning("%s is back; caching %s objects again", self.remote.name, self.kind.value)
             return True
         finally:
@@ -1216,7 +1191,3 @@ class CachedDriver(Driver):
                 f"{self.remote.name}: cannot scan: {type(exc).__name__}: {str(exc)[:200]}"
             ) from None
         return count, size
-
-    # defined last: inside the class body, later annotations would see it as ``list``
-    def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
-        return self.inner.list(repo_id)

@@ -70,14 +70,17 @@ def _shard_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _workers_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a whole number") from None
-    if not 1 <= value <= 1024:
-        raise argparse.ArgumentTypeError("must be between 1 and 1024")
-    return value
+def _int_arg(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repos-from", metavar="FILE", help="only the libraries listed in FILE")
     p.add_argument(
         "--workers",
-        type=_workers_arg,
+        type=_int_arg(1, 1024),
         metavar="N",
         help="concurrent objects (default: sized from the drivers)",
     )
@@ -147,13 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="read a [store_crypt] store and write plain objects",
     )
-    p.add_argument("--retries", type=int, metavar="N", help="retries per object (default 4)")
     p.add_argument(
-        "--boto3-only",
-        action="store_true",
-        default=None,
-        help="send every S3 request through boto3 (default: single-object PUT/GET and "
-        "listings use a lean SigV4 client where the configuration allows)",
+        "--retries",
+        type=_int_arg(0, 100),
+        metavar="N",
+        help="retries per S3 request, with back-off (default: each backend's max_retries, 5)",
     )
     p.add_argument(
         "--progress",
@@ -199,7 +200,6 @@ def _settings(args: argparse.Namespace) -> tuple[str, str, MigrateOptions, str, 
         "retries",
         "progress",
         "report",
-        "boto3_only",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -236,8 +236,6 @@ def _settings(args: argparse.Namespace) -> tuple[str, str, MigrateOptions, str, 
         fields["kinds"] = kinds
     if repos is not None:
         fields["repos"] = frozenset(repos)
-    if values.get("boto3_only"):
-        fields["lean_s3"] = False
     options = MigrateOptions(**fields)
     report = values.get("report")
     return src, dest, options, values.get("progress", "auto"), Path(report) if report else None

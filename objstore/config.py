@@ -91,6 +91,8 @@ class S3Config:
     proxy_scheme: str = "http"
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    request_timeout: float = 120.0
+    max_object_size: int = 64 * MiB
     max_retries: int = 5
     max_connections: int = 32
     multipart_threshold: int = 64 * MiB
@@ -301,6 +303,8 @@ _S3_OPTIONS: dict[str, Conv] = {
     "proxy_scheme": str,
     "connect_timeout": parse_seconds,
     "read_timeout": parse_seconds,
+    "request_timeout": parse_seconds,
+    "max_object_size": parse_size,
     "max_retries": lambda t: parse_int(t, 0, 100),
     "max_connections": lambda t: parse_int(t, 1, 1024),
     "multipart_threshold": parse_size,
@@ -441,6 +445,8 @@ def _s3_config(sec: _Section, warnings: list[str]) -> S3Config:
         proxy_scheme=sec.text("proxy_scheme") or "http",
         connect_timeout=sec.get("connect_timeout", 10.0),
         read_timeout=sec.get("read_timeout", 60.0),
+        request_timeout=sec.get("request_timeout", 120.0),
+        max_object_size=sec.get("max_object_size", 64 * MiB),
         max_retries=sec.get("max_retries", 5),
         max_connections=sec.get("max_connections", 32),
         multipart_threshold=sec.get("multipart_threshold", 64 * MiB),
@@ -476,6 +482,10 @@ def _check_s3(cfg: S3Config, error: Callable[[str, str], ConfigError]) -> None:
         raise error("no such directory", "ca_path")
     if (cfg.ca_file or cfg.ca_path) and not cfg.use_https:
         log.debug("ca_file/ca_path given without use_https: they are unused")
+    if cfg.request_timeout < cfg.connect_timeout:
+        raise error("must be at least connect_timeout", "request_timeout")
+    if cfg.max_object_size < 1:
+        raise error("must be at least 1 byte", "max_object_size")
     if cfg.multipart_chunksize < 5 * MiB:
         raise error("must be at least 5M (the S3 minimum part size)", "multipart_chunksize")
     if cfg.multipart_threshold < cfg.multipart_chunksize:

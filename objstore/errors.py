@@ -9,9 +9,11 @@ from __future__ import annotations
 
 
 class ObjStoreError(Exception):
-    """Base class of every error objstore raises."""
+    """Base class of every error objstore raises.  ``attempts``: how many times
+    the failed operation was tried (set by the retry policy)."""
 
     retryable = False
+    attempts = 1
 
 
 class NotFound(ObjStoreError):
@@ -60,9 +62,15 @@ class CorruptObject(ObjStoreError):
 
 
 class BackendUnavailable(ObjStoreError):
-    """The backend could not be reached or kept failing after retries."""
+    """The backend could not be reached, kept failing after retries, or answered
+    in a way objstore cannot use.  ``retryable`` is False for answers another
+    attempt will not change (a redirect, a body over the size limit)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class StorageFull(ObjStoreError):
@@ -71,3 +79,7 @@ class StorageFull(ObjStoreError):
 
 class PermissionDenied(ObjStoreError):
     """The backend refused access to an existing resource (not a credentials problem)."""
+
+
+class ServerSideCopyUnsupported(ObjStoreError):
+    """The server refused a server-side copy that reading and writing can replace."""

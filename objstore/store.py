@@ -22,7 +22,7 @@ from .config import (
 )
 from .drivers.base import Driver
 from .drivers.fs import FsDriver
-from .errors import AuthError, BucketNotFound, ConfigError, NotFound
+from .errors import AuthError, BackendUnavailable, BucketNotFound, ConfigError, NotFound
 from .ids import ObjectInfo, ObjKind, check_obj_id, check_repo_id
 
 
@@ -94,17 +94,16 @@ class ObjectStore:
 
 
 def build_driver(
-    backend: BackendConfig, kind: ObjKind, cache: CacheConfig | None = None, *, lean: bool = True
+    backend: BackendConfig, kind: ObjKind, cache: CacheConfig | None = None
 ) -> Driver:
-    """The one factory: the backend driver, wrapped by the cache where configured.
-    ``lean=False``: S3 drivers send every request through boto3 (no lean client)."""
+    """The one factory: the backend driver, wrapped by the cache where configured."""
     driver: Driver
     if isinstance(backend, FsConfig):
         driver = FsDriver(backend.dir, kind)
     elif isinstance(backend, S3Config):
         from .drivers.s3 import S3Driver
 
-        driver = S3Driver(backend, kind, lean=lean)
+        driver = S3Driver(backend, kind)
     else:  # pragma: no cover - config only builds the two
         raise TypeError(f"unknown backend config {type(backend).__name__}")
     if cache is not None and kind in cache.kinds:
@@ -149,9 +148,9 @@ class Stores(Mapping[ObjKind, ObjectStore]):
         """Per kind: hits, misses, errors, bytes (empty for kinds without a cache)."""
         out: dict[str, dict[str, int]] = {}
         for kind, store in self._stores.items():
-            stats = getattr(store.driver, "stats", None)
-            if callable(stats):
-                out[kind.name.lower()] = stats()
+            stats = store.driver.stats()
+            if stats is not None:
+                out[kind.name.lower()] = stats
         return out
 
     def close(self) -> None:
@@ -168,32 +167,38 @@ class Stores(Mapping[ObjKind, ObjectStore]):
 
 def _check_backend(config: StoreConfig, kind: ObjKind, driver: Driver) -> None:
     """Bucket exists, credentials work, directory exists: else an error naming the section."""
-    check = getattr(driver, "check", None)
-    if check is None:
-        return
     section = kind.section
     try:
-        check()
+        driver.check()
     except BucketNotFound as exc:
         raise BucketNotFound(
             exc.reason, file=config.source, section=section, option="bucket"
         ) from None
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.reason, file=config.source, section=section, option=exc.option
+        ) from None
     except AuthError as exc:
         raise AuthError(f"{config.source} [{section}]: {exc}") from None
+    except BackendUnavailable as exc:
+        raise BackendUnavailable(
+            f"{config.source} [{section}] {driver.endpoint}: {exc}", retryable=exc.retryable
+        ) from None
     except NotFound as exc:
         raise ConfigError(str(exc), file=config.source, section=section, option="dir") from None
 
 
-def open_config(config: StoreConfig, *, check: bool = True, lean: bool = True) -> Stores:
-    """Build the stores of an already loaded configuration (``lean``: see :func:`build_driver`)."""
+def open_config(config: StoreConfig, *, check: bool = True) -> Stores:
+    """Build the stores of an already loaded configuration; with ``check``, each
+    backend is checked (see :func:`open_stores`)."""
     built: dict[ObjKind, ObjectStore] = {}
     try:
         for kind in ObjKind:
             backend = config.backends[kind]
-            driver = build_driver(backend, kind, config.cache, lean=lean)
+            driver = build_driver(backend, kind, config.cache)
             built[kind] = ObjectStore(driver)
             if check:
-                _check_backend(config, kind, driver.backend)
+                _check_backend(config, kind, driver)
     except BaseException:
         for store in built.values():
             store.close()

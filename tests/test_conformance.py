@@ -111,71 +111,55 @@ class TestRclone(_Configured):
 # ---------------------------------------------------------------- errors on open
 
 
-# The open-time check goes through the lean client for SigV4 with explicit keys,
-# and through boto3 for SigV2 or when the lean client is switched off.
-TRANSPORTS = ("lean", "boto3", "sigv2")
+# One request path; the open-time check is signed with SigV4 or SigV2.
+SIGNATURES = ("sigv4", "sigv2")
 
 
-def _open(tmp_path: Path, server: Any, transport: str, **kw: Any) -> Stores:
-    conf = write_conf(tmp_path, s3_conf(server, v2=transport == "sigv2", **kw))
-    return objstore.open_config(objstore.load_config(conf), lean=transport == "lean")
+def _open(tmp_path: Path, server: Any, signature: str, **kw: Any) -> Stores:
+    conf = write_conf(tmp_path, s3_conf(server, v2=signature == "sigv2", **kw))
+    return objstore.open_stores(conf)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_wrong_secret_is_auth_error(tmp_path: Path, seaweed: Any, transport: str) -> None:
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_wrong_secret_is_auth_error(tmp_path: Path, seaweed: Any, signature: str) -> None:
     with pytest.raises(AuthError) as info:
-        _open(tmp_path, seaweed, transport, secret="not-the-secret")
+        _open(tmp_path, seaweed, signature, secret="not-the-secret")
     assert "not-the-secret" not in str(info.value)
     assert "commit_object_backend" in str(info.value)
 
 
-@pytest.mark.parametrize("transport", ("lean", "boto3"))
-def test_wrong_secret_on_rclone_is_auth_error(
-    tmp_path: Path, rclone_s3: Any, transport: str
-) -> None:
+def test_wrong_secret_on_rclone_is_auth_error(tmp_path: Path, rclone_s3: Any) -> None:
     with pytest.raises(AuthError):
-        _open(tmp_path, rclone_s3, transport, secret="not-the-secret")
+        _open(tmp_path, rclone_s3, "sigv4", secret="not-the-secret")
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_missing_bucket(tmp_path: Path, seaweed: Any, transport: str) -> None:
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_missing_bucket(tmp_path: Path, seaweed: Any, signature: str) -> None:
     buckets = {kind: unique_bucket("missing") for kind in ObjKind}
     with pytest.raises(BucketNotFound) as info:
-        _open(tmp_path, seaweed, transport, buckets=buckets, create=False)
+        _open(tmp_path, seaweed, signature, buckets=buckets, create=False)
     assert str(tmp_path / "seafile.conf") in str(info.value) and "bucket" in str(info.value)
 
 
-def test_open_list_and_check_without_boto3(tmp_path: Path, seaweed: Any) -> None:
-    """SigV4 with explicit keys: opening (with the bucket check) and listing through
-    the lean client never load boto3 (about 0.3 s of CPU), so a no-op migration
-    re-run costs about one listing.  A SigV2 store needs boto3 for its check."""
+def test_s3_store_never_loads_boto3_or_botocore(tmp_path: Path, seaweed: Any) -> None:
+    """With key_id/key, opening (with the bucket check), writing, reading and
+    listing load neither boto3 nor botocore (about 0.3 s of CPU); SigV2 alike.
+    Only the credential chain (no key_id/key) needs botocore."""
     code = (
         "import sys, objstore\n"
         "with objstore.open_stores(sys.argv[1]) as stores:\n"
-        "    lean = stores.block.driver.lean\n"
-        "    if lean is not None:\n"
-        "        assert list(lean.list()) == []\n"
-        "print(lean is not None, 'boto3' in sys.modules)\n"
+        "    repo, obj = '1b4e28ba-2fa1-11d2-883f-0016d3cca427', 'a' * 40\n"
+        "    stores.block.write(repo, obj, b'x')\n"
+        "    assert stores.block.read(repo, obj) == b'x'\n"
+        "    assert [i.obj_id for i in stores.block.list()] == [obj]\n"
+        "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))\n"
     )
-    for name, v2, expected in (("v4", False, "True False"), ("v2", True, "False True")):
+    for name, v2 in (("v4", False), ("v2", True)):
         conf = write_conf(tmp_path / name, s3_conf(seaweed, v2=v2))
         out = subprocess.run(
             [sys.executable, "-c", code, str(conf)], capture_output=True, text=True, check=True
         )
-        assert out.stdout.strip() == expected, name
-
-
-def test_lean_off_sends_everything_through_boto3(tmp_path: Path, seaweed: Any) -> None:
-    conf = write_conf(tmp_path, s3_conf(seaweed))
-    with objstore.open_config(objstore.load_config(conf), lean=False) as stores:
-        assert stores.block.driver.lean is None
-        repo = new_repo()
-        obj_id, data = block(b"through boto3")
-        stores.block.write(repo, obj_id, data)
-        assert stores.block.read(repo, obj_id) == data
-    with objstore.open_stores(conf) as stores:
-        assert stores.block.driver.lean is not None
-        assert stores.block.driver.lean.get(repo, obj_id) == data
+        assert out.stdout.strip() == "[]", name
 
 
 def test_missing_fs_dir(tmp_path: Path) -> None:

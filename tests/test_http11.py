@@ -1,26 +1,59 @@
-"""The lean client's HTTP/1.1 connection against a scripted server on loopback:
+"""The S3 transport's HTTP/1.1 connection against a scripted server on loopback:
 every answer shape S3 servers send (Content-Length, chunked, to EOF, HTTP/1.0,
-1xx, HEAD), keep-alive reuse, and broken answers.  Interop with real S3 servers
-is in test_migrate_lean.py and test_conformance.py."""
+1xx, HEAD), keep-alive reuse only when nothing is left unread, strict framing,
+body caps and the request deadline.  The driver against hostile servers is in
+test_hostile_s3.py; interop with real S3 servers in test_s3_driver.py and
+test_conformance.py."""
 
 from __future__ import annotations
 
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from objstore.drivers.http11 import Connection, ProtocolError
+from objstore.drivers.http11 import (
+    BodyTooLarge,
+    Connection,
+    DeadlineExceeded,
+    Endpoint,
+    ProtocolError,
+    Response,
+)
+
+
+def connect(port: int) -> Connection:
+    return Connection(Endpoint("http", "127.0.0.1", port, None, None, 5.0, 5.0))
+
+
+def ask(
+    conn: Connection,
+    method: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    *,
+    cap: int = 64 << 20,
+    timeout: float = 10.0,
+) -> Response:
+    """One request and its whole answer."""
+    deadline = time.monotonic() + timeout
+    status, reason, head = conn.open_request(method, target, headers or {}, body, deadline=deadline)
+    data = conn.read_body(method, status, head, max_body=cap, deadline=deadline)
+    return Response(status, reason, head, data)
 
 
 class ScriptedServer:
     """Answers the n-th request with ``answers[n]`` (raw bytes); an answer ending
-    in ``CLOSE`` closes the connection after it is sent."""
+    in ``CLOSE`` closes the connection after it is sent; one ending in ``TRICKLE``
+    is sent a byte every 0.2 s."""
 
     CLOSE = b"<close>"
+    TRICKLE = b"<trickle>"
 
     def __init__(self, answers: Sequence[bytes]) -> None:
         self.answers = list(answers)
@@ -64,7 +97,16 @@ class ScriptedServer:
                     self.requests.append(request)
                     answer = self.answers.pop(0)
                     close = answer.endswith(self.CLOSE)
-                    conn.sendall(answer.removesuffix(self.CLOSE))
+                    answer = answer.removesuffix(self.CLOSE)
+                    try:
+                        if answer.endswith(self.TRICKLE):
+                            for i in range(len(answer) - len(self.TRICKLE)):
+                                conn.sendall(answer[i : i + 1])
+                                time.sleep(0.2)
+                        else:
+                            conn.sendall(answer)
+                    except OSError:
+                        break
                     if close:
                         break
 
@@ -80,7 +122,7 @@ def serve() -> Iterator[Any]:
     def start(*answers: bytes) -> tuple[ScriptedServer, Connection]:
         server = ScriptedServer(answers)
         servers.append(server)
-        return server, Connection("127.0.0.1", server.port, timeout=5)
+        return server, connect(server.port)
 
     yield start
     for server in servers:
@@ -92,16 +134,12 @@ def test_keep_alive_and_exact_request_bytes(serve: Any) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: a\r\n\r\nhello",
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nnop",
     )
-    first = conn.request("PUT", "/b/k", {"host": "h", "content-length": "4"}, b"data")
-    second = conn.request("GET", "/b/k?x=1", {"host": "h"})
+    first = ask(conn, "PUT", "/b/k", {"host": "h", "content-length": "4"}, b"data")
+    assert conn.reusable()
+    second = ask(conn, "GET", "/b/k?x=1", {"host": "h"})
     conn.close()
-    assert (first.status, first.reason, first.body, first.will_close) == (
-        200,
-        "OK",
-        b"hello",
-        False,
-    )
-    assert first.getheader("ETAG") == "a"
+    assert (first.status, first.reason, first.body) == (200, "OK", b"hello")
+    assert first.header("etag") == "a"
     assert (second.status, second.reason, second.body) == (404, "Not Found", b"nop")
     assert server.connections == 1
     assert server.requests == [
@@ -116,8 +154,8 @@ def test_chunked_body_with_extensions_and_trailers(serve: Any) -> None:
         b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     )
-    assert conn.request("GET", "/", {}).body == b"hello world"
-    assert conn.request("GET", "/", {}).body == b"ok"  # the same connection, in step
+    assert ask(conn, "GET", "/").body == b"hello world"
+    assert ask(conn, "GET", "/").body == b"ok"  # the same connection, in step
     conn.close()
 
 
@@ -129,14 +167,14 @@ def test_body_to_eof_and_connection_close(serve: Any) -> None:
         b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n1.0" + ScriptedServer.CLOSE,
         b"HTTP/1.1 204 No Content\r\n\r\n",
     )
-    first = conn.request("GET", "/", {})
-    assert (first.body, first.will_close) == (b"until the end", True)
-    second = conn.request("GET", "/", {})
-    assert (second.body, second.will_close) == (b"ok", True)
-    third = conn.request("GET", "/", {})
-    assert (third.body, third.will_close) == (b"1.0", True)
-    fourth = conn.request("DELETE", "/", {})
-    assert (fourth.status, fourth.body, fourth.will_close) == (204, b"", False)
+    assert ask(conn, "GET", "/").body == b"until the end"
+    assert not conn.is_open
+    assert ask(conn, "GET", "/").body == b"ok"
+    assert not conn.is_open
+    assert ask(conn, "GET", "/").body == b"1.0"
+    assert not conn.is_open
+    fourth = ask(conn, "DELETE", "/")
+    assert (fourth.status, fourth.body, conn.is_open) == (204, b"", True)
     conn.close()
     assert server.connections == 4
 
@@ -147,11 +185,12 @@ def test_interim_answers_and_head(serve: Any) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
     )
-    assert conn.request("PUT", "/", {"content-length": "1"}, b"x").body == b"ok"
-    head = conn.request("HEAD", "/", {})
-    assert (head.body, head.getheader("content-length")) == (b"", "1234")
-    assert head.getheader("set-cookie") == "a, b"
-    assert conn.request("GET", "/", {}).body == b"z"  # HEAD left nothing unread
+    assert ask(conn, "PUT", "/", {"content-length": "1"}, b"x").body == b"ok"
+    head = ask(conn, "HEAD", "/")
+    assert (head.body, head.header("content-length")) == (b"", "1234")
+    assert head.header("set-cookie") == "a, b"
+    assert conn.reusable()
+    assert ask(conn, "GET", "/").body == b"z"  # HEAD left nothing unread
     conn.close()
     assert server.connections == 1
 
@@ -159,7 +198,7 @@ def test_interim_answers_and_head(serve: Any) -> None:
 def test_large_bodies_both_ways(serve: Any) -> None:
     big = os.urandom(3 * 1024 * 1024 + 17)
     server, conn = serve(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
-    resp = conn.request("PUT", "/", {"content-length": str(len(big))}, big)
+    resp = ask(conn, "PUT", "/", {"content-length": str(len(big))}, big)
     conn.close()
     assert resp.body == big
     assert server.requests[0].endswith(b"\r\n\r\n" + big)
@@ -175,18 +214,85 @@ def test_large_bodies_both_ways(serve: Any) -> None:
         b"HTTP/1.1 2000 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n" + ScriptedServer.CLOSE,
+        "HTTP/1.1 200 OK\r\nContent-Length: ²\r\n\r\n".encode(),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nxyz",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+        b"HTTP/1.1 200 OK\r\n folded: header\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n" * 9 + b"HTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b"HTTP/2 200\r\n\r\n",
+        b"hello world, no status line\r\n" + ScriptedServer.CLOSE,
     ],
-    ids=["truncated", "bad-chunk", "bad-length", "not-http", "bad-code", "bad-header", "cut-head"],
+    ids=["truncated", "bad-chunk", "bad-length", "not-http", "bad-code", "bad-header", "cut-head",
+         "non-ascii-length", "two-lengths-in-one", "two-length-headers", "length-and-chunked",
+         "gzip-encoding", "long-header", "too-many-headers", "folded-header", "endless-100",
+         "switching-protocols", "http2", "http09"],
 )
 def test_broken_answers_raise_and_close(serve: Any, answer: bytes) -> None:
     _, conn = serve(answer)
     with pytest.raises(ProtocolError):
-        conn.request("GET", "/", {})
-    assert conn._sock is None  # closed: the next request opens a new connection
+        ask(conn, "GET", "/")
+    assert not conn.is_open  # closed: the next request opens a new connection
+
+
+def test_anything_left_unread_makes_the_connection_unusable(serve: Any) -> None:
+    """A second answer glued to the first, or a body sent with HEAD or 204, must
+    never be read as the answer to the next request."""
+    for first in (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",  # answered to HEAD
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+    ):
+        _, conn = serve(first)
+        method = "HEAD" if b"hello" in first and b"204" not in first else "DELETE"
+        resp = ask(conn, method, "/")
+        assert resp.body == b""
+        deadline = time.monotonic() + 5
+        while conn.reusable() and time.monotonic() < deadline:  # bytes may arrive later
+            time.sleep(0.01)
+        assert not conn.reusable()
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"10000\r\n" + b"x" * 0x10000 + b"\r\n" + b"fffffffffffff\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 300_000 + ScriptedServer.CLOSE,
+    ],
+    ids=["huge-length", "endless-chunked", "to-eof"],
+)
+def test_bodies_over_the_cap_raise_before_growing(serve: Any, answer: bytes) -> None:
+    _, conn = serve(answer)
+    with pytest.raises(BodyTooLarge):
+        ask(conn, "GET", "/", cap=200_000)
+    assert not conn.is_open
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"z" * 100 + ScriptedServer.TRICKLE,
+        b"HTTP/1.1 200 OK\r\nX-Slow: " + b"s" * 60 + b"\r\n\r\n" + ScriptedServer.TRICKLE,
+    ],
+    ids=["body", "head"],
+)
+def test_a_trickling_server_meets_the_deadline(serve: Any, answer: bytes) -> None:
+    _, conn = serve(answer)  # 20 s of trickle: only the 2 s deadline can end it sooner
+    with pytest.raises(DeadlineExceeded):
+        ask(conn, "GET", "/", timeout=2.0)
+    assert not conn.is_open
 
 
 def test_refused_connection_is_an_os_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     with pytest.raises(OSError):
-        Connection("127.0.0.1", port, timeout=5).request("GET", "/", {})
+        ask(connect(port), "GET", "/")

@@ -67,21 +67,18 @@ def check_rerun_and_verify_only(src: Path, dst: Path, total: int, **options: Any
     assert check.verify.ok == total
 
 
-@pytest.mark.parametrize("lean_s3", [True, False], ids=["lean", "boto3-only"])
-def test_disk_to_s3(
-    tmp_path: Path, disk_source: Path, seaweed: Any, new_bucket: Any, lean_s3: bool
-) -> None:
+def test_disk_to_s3(tmp_path: Path, disk_source: Path, seaweed: Any, new_bucket: Any) -> None:
     dst = s3_dest(tmp_path, "d2s", seaweed, new_bucket)
     total = count_objects(disk_source)
     assert total > 100
-    result = migrate(disk_source, dst, lean_s3=lean_s3)
+    result = migrate(disk_source, dst)
     check_full_run(result, total)
     assert result.transfer is not None
     assert result.transfer.bytes == result.plan.to_copy_bytes if result.plan else False
     assert result.plan is not None
     assert {kp.method for kp in result.plan.kinds.values()} == {"copy"}
     assert assert_same_objects(disk_source, dst) == total
-    check_rerun_and_verify_only(disk_source, dst, total, lean_s3=lean_s3)
+    check_rerun_and_verify_only(disk_source, dst, total)
 
 
 def test_large_block_goes_multipart(tmp_path: Path, seaweed: Any, new_bucket: Any) -> None:

@@ -180,11 +180,12 @@ def test_refused_server_side_copy_falls_back_once(
 def test_transient_put_failures_are_retried(
     tmp_path: Path, small_source: Path, seaweed: Any, gate: S3Gate, new_bucket: Any
 ) -> None:
-    """boto3's own retries off (max_retries = 0): the engine's retries recover."""
+    """Retries off in the configuration (max_retries = 0), three for this run
+    (``retries``): the one retry policy recovers each request."""
     dst = gated_conf(tmp_path, "dst", seaweed, gate, new_bucket(seaweed, "gretry"), max_retries=0)
     total = count_objects(small_source)
     gate.fail_puts = 6
-    result = migrate(small_source, dst, retry_backoff=0.01)
+    result = migrate(small_source, dst, retries=3)
     assert result.exit_code == 0, result.to_dict()
     assert gate.failed_puts == 6
     assert result.transfer is not None
@@ -196,7 +197,7 @@ def test_permanent_put_failures_are_reported(
     tmp_path: Path, small_source: Path, seaweed: Any, gate: S3Gate, new_bucket: Any
 ) -> None:
     dst = gated_conf(tmp_path, "dst", seaweed, gate, new_bucket(seaweed, "gfail"), max_retries=0)
-    opts = MigrateOptions(kinds=(ObjKind.COMMIT,), retries=2, retry_backoff=0.01)
+    opts = MigrateOptions(kinds=(ObjKind.COMMIT,), retries=2)
     with Migration.open(small_source, dst, opts) as m:
         gate.fail_puts = None
         result = m.run()

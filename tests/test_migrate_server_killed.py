@@ -93,7 +93,7 @@ def test_server_killed_mid_migration_then_rerun(
         tmp_path / "dest", s3_conf(server, extra={"max_retries": 1, "connect_timeout": 1})
     )
     killer = KillDuring(server, kind, after=10)
-    result = objstore.migrate(src, dest, workers=2, bwlimit=200_000, retries=1, retry_backoff=0.1,
+    result = objstore.migrate(src, dest, workers=2, bwlimit=200_000, retries=1,
                               progress=killer)  # fmt: skip
     assert killer.killed.is_set()
     assert result.exit_code == 1

@@ -229,14 +229,14 @@ def test_prefetch_forwards_errors_and_stops_early() -> None:
         next(it)
 
 
-def test_listing_page_parser_matches_elementtree() -> None:
-    from objstore.drivers.lean import _page_entries
+def test_listing_page_parser() -> None:
+    from objstore.drivers.s3xml import MalformedXML, parse_list_page
 
-    def page(entries: list[str]) -> bytes:
+    def page(entries: list[str], tail: str = "<IsTruncated>false</IsTruncated>") -> bytes:
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult '
             'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>'
-            "<IsTruncated>false</IsTruncated>" + "".join(entries) + "</ListBucketResult>"
+            + tail + "".join(entries) + "</ListBucketResult>"
         ).encode()
 
     usual = [
@@ -245,7 +245,25 @@ def test_listing_page_parser_matches_elementtree() -> None:
         "</Contents>"
         for i in range(5)
     ]
-    assert _page_entries(page(usual)) == [(f"p/{i}&x", i * 10) for i in range(5)]
+    assert parse_list_page(page(usual)).entries == [(f"p/{i}&x", i * 10) for i in range(5)]
     size_first = [f"<Contents><Size>{i}</Size><Key>k{i}</Key></Contents>" for i in range(3)]
-    assert _page_entries(page(size_first)) == [(f"k{i}", i) for i in range(3)]
-    assert _page_entries(page([])) == []
+    assert parse_list_page(page(size_first)).entries == [(f"k{i}", i) for i in range(3)]
+    empty = parse_list_page(page([]))
+    assert (empty.entries, empty.truncated, empty.token) == ([], False, None)
+    more = parse_list_page(page(
+        ["<Contents><Key>a%2Fb%20c</Key><Size>1</Size></Contents>"],
+        "<IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1</NextContinuationToken>"
+        "<EncodingType>url</EncodingType>",
+    ))  # fmt: skip
+    assert (more.entries, more.truncated, more.token) == ([("a/b c", 1)], True, "t&1")
+    for bad in (
+        page(["<Contents><Key>k</Key><Size>1.5</Size></Contents>"]),
+        page(["<Contents><Key>k</Key><Size>-1</Size></Contents>"]),
+        page(["<Contents><Key>k</Key></Contents>"]),
+        page([], "<IsTruncated>maybe</IsTruncated>"),
+        page(usual)[:-30],
+        b"<html>not a listing</html>",
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa">]><ListBucketResult/>',
+    ):
+        with pytest.raises(MalformedXML):
+            parse_list_page(bad)

@@ -167,3 +167,30 @@ def test_migration_output_and_reports(
     for blob in (report.read_text() if report.exists() else "", out.out, out.err):
         assert_clean(blob)
         assert not any(s in blob for s in secrets)
+
+
+def test_debug_logs_of_every_logger_hold_no_secret_in_a_key_rotation(
+    tmp_path: Path, seaweed: Any, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """DEBUG on for every logger (objstore, botocore, urllib3, the root): an SSE-C
+    key rotation in place, run by the CLI with -v, logs no key in any form."""
+    from objstore.cli import main
+
+    caplog.set_level(logging.DEBUG)
+    for name in ("objstore", "botocore", "urllib3", "boto3"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    text_a = s3_conf(seaweed, https=True, sse_c_key=SSE_A)
+    src = write_conf(tmp_path / "a", text_a)
+    repo = new_repo()
+    with objstore.open_stores(src) as stores:
+        for n in range(20):
+            stores.block.write(repo, *block(b"rotate %d" % n))
+    dest = write_conf(tmp_path / "b", text_a.replace(SSE_A, SSE_B))
+    assert main([str(src), str(dest), "--verify", "hash", "-v", "--progress", "log"]) == 0
+    out = capsys.readouterr()
+    records = [r.getMessage() for r in caplog.records]
+    assert any("HEAD" in m or "PUT" in m for m in records)  # the requests were logged
+    for blob in (caplog.text, out.out, out.err, *records):
+        assert_clean(blob)
+        assert seaweed.secret_key not in blob

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import io
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +38,7 @@ from ..errors import (
     CorruptObject,
     NotFound,
     ObjStoreError,
+    ServerSideCopyUnsupported,
     StorageFull,
 )
 from ..formats import verify_object
@@ -71,7 +70,6 @@ from .results import (
 
 if TYPE_CHECKING:
     from ..crypt import StoreCrypt
-    from ..drivers.lean import LeanS3
 
 log = logging.getLogger("objstore.migration")
 
@@ -129,12 +127,6 @@ class _Lane:
     passthrough: bool  # write the stored source bytes unchanged
     sizes_match: SizeCheck
     put_stream_min: int
-    server_copy: Callable[[str, str], bool]  # CopyObject source -> destination
-    get: Callable[[str, str], bytes]  # source reads
-    put: Callable[[str, str, bytes], None]  # destination writes (single request)
-    dst_get: Callable[[str, str], bytes]  # destination reads (verify)
-    src_keyed: Callable[[str, str], bool] | None  # stored with the source's SSE-C setting?
-    dst_keyed: Callable[[str, str], bool] | None  # ... with the destination's (rotation)
 
     @property
     def method(self) -> str:
@@ -145,30 +137,6 @@ class _Lane:
     @property
     def name(self) -> str:
         return self.kind.value
-
-
-def _is_s3(driver: Driver) -> bool:
-    from ..drivers.s3 import S3Driver
-
-    return isinstance(driver, S3Driver)
-
-
-def _endpoint(driver: Driver) -> str:
-    cfg = getattr(driver, "cfg", None)
-    return str(getattr(cfg, "endpoint_url", None) or driver.identity)
-
-
-def _keyed(driver: Driver, lean: LeanS3 | None) -> Callable[[str, str], bool] | None:
-    """``stored_with_own_key`` of an S3 driver (through the lean client when there
-    is one), None for other drivers."""
-    if lean is not None:
-        return lean.stored_with_own_key
-    check: Callable[[str, str], bool] | None = getattr(driver, "stored_with_own_key", None)
-    return check
-
-
-def _sse_key(driver: Driver) -> Any:
-    return getattr(getattr(driver, "cfg", None), "sse_c_key", None)
 
 
 # --------------------------------------------------------------------------- worker pool
@@ -390,9 +358,6 @@ class Migration:
         self._plan = Plan()
         self._transfer: dict[str, TransferResult] = {}
         self._verify: dict[str, VerifyResult] = {}
-        from ..drivers.s3 import ServerSideCopyUnsupported
-
-        self._ssc_unsupported = ServerSideCopyUnsupported
         self._ssc_works: dict[str, bool] = {}
         self._ssc_lock = threading.Lock()
         src_crypt, dst_crypt = self._crypts()
@@ -417,10 +382,9 @@ class Migration:
         src_cfg = source if isinstance(source, StoreConfig) else load_config(source)
         dst_cfg = dest if isinstance(dest, StoreConfig) else load_config(dest)
         workers = opts.workers or _default_workers_for(src_cfg, dst_cfg, opts.kinds)
-        lean = opts.lean_s3
-        src = open_config(_migration_config(src_cfg, workers), check=True, lean=lean)
+        src = open_config(_migration_config(src_cfg, workers, opts.retries), check=True)
         try:
-            dst = open_config(_migration_config(dst_cfg, workers), check=True, lean=lean)
+            dst = open_config(_migration_config(dst_cfg, workers, opts.retries), check=True)
         except BaseException:
             src.close()
             raise
@@ -449,14 +413,6 @@ class Migration:
             for stores in (self.source, self.dest):
                 caps.append(stores[kind].driver.properties.max_connections)
         return max(1, min([*caps, MAX_DEFAULT_WORKERS]))
-
-    def _lean(self, driver: Driver) -> LeanS3 | None:
-        """The S3 driver's lean client (None: use the driver itself)."""
-        if not self.options.lean_s3:
-            return None
-        from ..drivers.s3 import S3Driver
-
-        return driver.lean if isinstance(driver, S3Driver) else None
 
     def _crypts(self) -> tuple[StoreCrypt | None, StoreCrypt | None]:
         src_path = self.source.config.store_crypt_key
@@ -497,7 +453,7 @@ class Migration:
         src_conf, dst_conf = self.source.config.source, self.dest.config.source
         rotate = False
         if src.identity == dst.identity:
-            if _is_s3(src) and _is_s3(dst) and _sse_key(src) != _sse_key(dst):
+            if src.encryption != dst.encryption:
                 rotate = True
             else:
                 raise ConfigError(
@@ -526,7 +482,7 @@ class Migration:
             elif src_crypt is None and dst_crypt is not None:
                 sizes = _encrypted_size_fits
         mode = self.options.server_side_copy
-        can_ssc = passthrough and _is_s3(src) and _is_s3(dst) and cast(Any, dst).same_account(src)
+        can_ssc = passthrough and dst.can_copy_from(src)
         if mode == "always" and not can_ssc:
             why = (
                 "the objects are re-encrypted with [store_crypt]"
@@ -539,11 +495,7 @@ class Migration:
                 file=dst_conf,
                 section=kind.section,
             )
-        put_stream_min = 1 << 62
-        cfg = getattr(dst, "cfg", None)
-        if isinstance(cfg, S3Config):
-            put_stream_min = cfg.multipart_threshold
-        lean_src, lean_dst = self._lean(src), self._lean(dst)
+        threshold = dst.properties.multipart_threshold
         return _Lane(
             kind=kind,
             src=src,
@@ -556,22 +508,14 @@ class Migration:
             dst_crypt=dst_crypt,
             passthrough=passthrough,
             sizes_match=sizes,
-            put_stream_min=put_stream_min,
-            server_copy=functools.partial(lean_dst.copy_from if lean_dst else dst.copy_from, src),
-            get=lean_src.get if lean_src else src.get,
-            put=lean_dst.put if lean_dst else dst.put,
-            dst_get=lean_dst.get if lean_dst else dst.get,
-            src_keyed=_keyed(src, lean_src),
-            dst_keyed=_keyed(dst, lean_dst),
+            put_stream_min=threshold if threshold is not None else 1 << 62,
         )
 
     # ------------------------------------------------------------------ helpers
 
     def _listing(self, driver: Driver, name: str) -> Prefetch:
         opts = self.options
-        lean = self._lean(driver)
-        list_fn = lean.list if lean is not None else driver.list
-        return Prefetch(scoped_listing(list_fn, opts.repos, opts.shard), name=f"list-{name}")
+        return Prefetch(scoped_listing(driver.list, opts.repos, opts.shard), name=f"list-{name}")
 
     def warn_once(self, key: str, message: str) -> None:
         """Log a warning and keep it for the report, once per ``key``."""
@@ -606,40 +550,27 @@ class Migration:
             if self._failures_logged == _LOGGED_FAILURES:
                 log.warning("further failures are only counted and listed in the report")
 
-    def _retrying(
+    def _attempt(
         self,
         fn: Callable[[], None],
         on_fail: Callable[[Exception, int], None],
         on_missing: Callable[[], None],
     ) -> None:
-        """Run ``fn`` with retries for retryable errors (exponential back-off with
-        jitter); report the final error through ``on_fail(error, attempts)``, a
-        missing object through ``on_missing``.  Errors that would fail every object
-        (credentials, missing bucket, full disk) also stop the run."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                fn()
-                return
-            except NotFound:
-                on_missing()
-                return
-            except (AuthError, ConfigError, StorageFull, _Fatal) as exc:
-                self._set_fatal(str(exc))
-                on_fail(exc, attempt)
-                return
-            except ObjStoreError as exc:
-                if exc.retryable and attempt <= self.options.retries:
-                    delay = min(30.0, self.options.retry_backoff * 2 ** (attempt - 1))
-                    if self._cancel.wait(delay * (0.5 + random.random())):
-                        raise Cancelled() from None
-                    continue
-                on_fail(exc, attempt)
-                return
-            except Exception as exc:
-                on_fail(exc, attempt)
-                return
+        """Run ``fn`` once (drivers retry each request under the one retry policy;
+        nothing is retried on top); report an error through ``on_fail(error,
+        attempts)``, a missing object through ``on_missing``.  Errors that would
+        fail every object (credentials, missing bucket, full disk) also stop the run."""
+        try:
+            fn()
+        except NotFound:
+            on_missing()
+        except (AuthError, ConfigError, StorageFull, _Fatal) as exc:
+            self._set_fatal(str(exc))
+            on_fail(exc, exc.attempts)
+        except ObjStoreError as exc:
+            on_fail(exc, exc.attempts)
+        except Exception as exc:
+            on_fail(exc, 1)
 
     # ------------------------------------------------------------------ plan
 
@@ -713,14 +644,10 @@ class Migration:
         object must not look like a wrong key).  ConfigError naming the option."""
         driver = lane.src if side == "source" else lane.dst
         crypt = lane.src_crypt if side == "source" else lane.dst_crypt
-        sse_check = lane.src_keyed if side == "source" else lane.dst_keyed
-        if sse_check is None and crypt is None:
-            yield from items
-            return
         failed: list[ObjectInfo] = []
         opened = False
         for info in items:
-            opened = self._opens(lane, driver, sse_check, crypt, info)
+            opened = self._opens(lane, driver, crypt, info)
             yield info
             if opened:
                 break
@@ -742,12 +669,11 @@ class Migration:
         self,
         lane: _Lane,
         driver: Driver,
-        sse_check: Any,
         crypt: StoreCrypt | None,
         info: ObjectInfo,
     ) -> bool:
         try:
-            if sse_check is not None and not sse_check(info.repo_id, info.obj_id):
+            if not driver.matches_encryption(info.repo_id, info.obj_id):
                 return False
             if crypt is not None:
                 data = crypt.decrypt(driver.get(info.repo_id, info.obj_id))
@@ -798,9 +724,7 @@ class Migration:
 
         def handle(info: ObjectInfo) -> None:
             def once() -> None:
-                if lane.rotate and cast(Callable[[str, str], bool], lane.dst_keyed)(
-                    info.repo_id, info.obj_id
-                ):
+                if lane.rotate and lane.dst.matches_encryption(info.repo_id, info.obj_id):
                     with lock:
                         tr.skipped += 1
                         handled[0] += 1
@@ -821,7 +745,7 @@ class Migration:
                     tr.vanished += 1
                     handled[0] += 1
 
-            self._retrying(once, failed, vanished)
+            self._attempt(once, failed, vanished)
 
         total = kp.to_copy if kp is not None else 0
         self.progress.start("copy", lane.name, total, kp.to_copy_bytes if kp else 0)
@@ -902,7 +826,7 @@ class Migration:
                 reader = _GuardedReader(fh, self._cancel, bucket, expect_sha1=obj)
                 lane.dst.put_stream(repo, obj, cast(BinaryIO, reader))
             return reader.count, False
-        data = lane.get(repo, obj)
+        data = lane.src.get(repo, obj)
         plain = data
         if lane.src_crypt is not None:
             plain = lane.src_crypt.decrypt(data, kind=lane.kind, obj_id=obj)
@@ -919,19 +843,19 @@ class Migration:
                 bucket.consume(len(out))
             if self._cancel.is_set():
                 raise Cancelled()
-            lane.put(repo, obj, out)
+            lane.dst.put(repo, obj, out)
         return len(out), False
 
     def _server_side_copy(self, lane: _Lane, repo: str, obj: str) -> bool:
         """CopyObject; False when the server refuses it (then GET+PUT).  The first
         copy to an endpoint goes alone, so a refusing server is asked once."""
-        endpoint = _endpoint(lane.dst)
+        endpoint = lane.dst.endpoint
         if endpoint not in self._ssc_works:
             with self._ssc_lock:
                 if endpoint not in self._ssc_works:
                     try:
-                        lane.server_copy(repo, obj)
-                    except self._ssc_unsupported as exc:
+                        lane.dst.copy_from(lane.src, repo, obj)
+                    except ServerSideCopyUnsupported as exc:
                         self._ssc_works[endpoint] = False
                         self._server_side_refused(lane, exc)
                         return False
@@ -940,8 +864,8 @@ class Migration:
         if not lane.server_side:
             return False
         try:
-            return lane.server_copy(repo, obj)
-        except self._ssc_unsupported as exc:
+            return lane.dst.copy_from(lane.src, repo, obj)
+        except ServerSideCopyUnsupported as exc:
             self._server_side_refused(lane, exc)
             return False
 
@@ -950,9 +874,9 @@ class Migration:
         GET+PUT from now on (said once), unless ``always`` was asked for."""
         if self.options.server_side_copy == "always":
             raise _Fatal(f"{exc} (--server-side-copy always)")
-        endpoint = _endpoint(lane.dst)
+        endpoint = lane.dst.endpoint
         for other in self.lanes:
-            if _endpoint(other.dst) == endpoint:
+            if other.dst.endpoint == endpoint:
                 other.server_side = False
         self.warn_once(
             f"ssc-{endpoint}",
@@ -1020,13 +944,13 @@ class Migration:
         def handle(info: ObjectInfo) -> None:
             def once() -> None:
                 repo, obj = info.repo_id, info.obj_id
-                if lane.rotate and not cast(Callable[[str, str], bool], lane.dst_keyed)(repo, obj):
+                if lane.rotate and not lane.dst.matches_encryption(repo, obj):
                     note(info, "missing", "not stored under the new key")
                     return
                 if read:
                     if bucket is not None:
                         bucket.consume(info.size)
-                    data = lane.dst_get(repo, obj)
+                    data = lane.dst.get(repo, obj)
                     if crypt is not None:
                         data = crypt.decrypt(data, kind=lane.kind, obj_id=obj)
                     verify_object(lane.kind, obj, data)
@@ -1037,7 +961,7 @@ class Migration:
                     info, "corrupt" if isinstance(exc, CorruptObject) else "failed", _reason(exc), n
                 )
 
-            self._retrying(once, failed, lambda: note(info, "missing", "missing"))
+            self._attempt(once, failed, lambda: note(info, "missing", "missing"))
 
         needs_pool = read or lane.rotate
         total = kp.objects if kp is not None and needs_pool else 0
@@ -1161,14 +1085,17 @@ def _default_workers_for(src: StoreConfig, dst: StoreConfig, kinds: Iterable[Obj
     return max(1, min([*caps, MAX_DEFAULT_WORKERS]))
 
 
-def _migration_config(cfg: StoreConfig, workers: int) -> StoreConfig:
-    """No cache; S3 connection pools big enough for every worker (+ multipart parts)."""
+def _migration_config(cfg: StoreConfig, workers: int, retries: int | None) -> StoreConfig:
+    """No cache; S3 connection pools big enough for every worker (+ multipart
+    parts); ``retries`` (if given) replaces every S3 backend's ``max_retries``."""
     backends: dict[ObjKind, object] = {}
     for kind, backend in cfg.backends.items():
         if isinstance(backend, S3Config):
             need = workers + backend.multipart_concurrency
             if backend.max_connections < need:
                 backend = dataclasses.replace(backend, max_connections=need)
+            if retries is not None:
+                backend = dataclasses.replace(backend, max_retries=retries)
         elif not isinstance(backend, FsConfig):  # pragma: no cover
             raise TypeError(type(backend).__name__)
         backends[kind] = backend

@@ -26,12 +26,10 @@ class MigrateOptions:
     ``kinds`` are reordered into :data:`KIND_ORDER`.  ``repos`` limits the run to
     these libraries; ``shard=(k, n)`` to the libraries that hash to shard ``k`` of
     ``n`` (see :func:`shard_of`).  ``workers=None`` sizes the pool from the drivers.
-    ``bwlimit`` is in bytes/s across all workers.  ``retries`` is how often a failed
-    object is tried again (with back-off) before it is reported.
+    ``bwlimit`` is in bytes/s across all workers.  ``retries`` replaces the
+    ``max_retries`` of every S3 backend for this run (None: as configured): the
+    one retry policy applies per request, and objects are not retried on top.
     ``max_inflight_bytes`` bounds the object bytes held in memory at once.
-    ``lean_s3`` sends bucket checks, listings and single-object requests through a
-    lean SigV4 client (:mod:`objstore.drivers.lean`) where the configuration
-    allows; False: boto3 for every request.
     """
 
     kinds: tuple[ObjKind, ...] = KIND_ORDER
@@ -44,10 +42,8 @@ class MigrateOptions:
     bwlimit: int | None = None
     server_side_copy: str = "auto"
     decrypt: bool = False
-    retries: int = 4
-    retry_backoff: float = 0.5
+    retries: int | None = None
     max_inflight_bytes: int = 128 * MiB
-    lean_s3: bool = True
 
     def __post_init__(self) -> None:
         kinds = tuple(k for k in KIND_ORDER if k in set(self.kinds))
@@ -68,8 +64,8 @@ class MigrateOptions:
             raise ValueError(f"server_side_copy must be one of {', '.join(SERVER_SIDE_COPY_MODES)}")
         if self.bwlimit is not None and self.bwlimit <= 0:
             raise ValueError("bwlimit must be positive")
-        if self.retries < 0:
-            raise ValueError("retries must be >= 0")
+        if self.retries is not None and not 0 <= self.retries <= 100:
+            raise ValueError("retries must be between 0 and 100")
         if self.max_inflight_bytes < MiB:
             raise ValueError("max_inflight_bytes must be at least 1 MiB")
 

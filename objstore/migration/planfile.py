@@ -11,7 +11,7 @@
 Keys are the command-line options with ``_`` for ``-``: ``kinds``, ``repos``,
 ``repos_from``, ``workers``, ``verify``, ``verify_only``, ``dry_run``, ``bwlimit``,
 ``shard``, ``server_side_copy``, ``decrypt``, ``retries``, ``progress``,
-``report``, ``boto3_only``, plus ``description``.  Relative paths are relative to the plan file.
+``report``, plus ``description``.  Relative paths are relative to the plan file.
 Options given on the command line win over the file.
 """
 
@@ -113,7 +113,6 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "retries": _int(0, 100),
     "progress": _choice(PROGRESS_MODES),
     "report": _str,
-    "boto3_only": _bool,
 }
 _PATHS = ("repos_from", "report")
 

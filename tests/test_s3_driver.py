@@ -1,7 +1,8 @@
-"""The lean SigV4 client the migration uses for per-object PUT/GET and listings:
-interoperable with the boto3 driver both ways (plain, SSE-C over HTTPS,
-virtual-hosted, key prefixes, rclone serve s3), the same listing, the same errors,
-and kept-alive connections the server dropped are replaced."""
+"""The S3 driver against an independent client (boto3) on a real server: what one
+writes the other reads (plain, SSE-C over HTTPS, virtual-hosted with a key
+prefix), listings across pages skip foreign keys, errors map to objstore errors,
+kept-alive connections the server dropped are replaced, and the SSE-C key check
+used by key rotation is right for every combination of keys."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 import objstore
 from objstore import AuthError, BucketNotFound, EncryptionKeyError, NotFound, ObjKind, Stores
-from objstore.drivers.lean import LeanS3, lean_client
+from objstore.drivers import s3 as s3_driver
 
 from .helpers import s3_section, write_conf
 from .proxy import Fault, FaultProxy
@@ -30,12 +31,6 @@ def block(data: bytes) -> tuple[str, bytes]:
 def open_block_store(tmp: Path, name: str, server: Any, bucket: str, **kw: Any) -> Stores:
     text = "".join(s3_section(server, kind, bucket, **kw) for kind in ObjKind)
     return objstore.open_stores(write_conf(tmp / name, text))
-
-
-def lean_for(stores: Stores) -> LeanS3:
-    lean = lean_client(stores.block.driver, 4)
-    assert lean is not None
-    return lean
 
 
 CONFIGS = {
@@ -54,28 +49,47 @@ def stores(request: Any, tmp_path: Path, seaweed: Any, new_bucket: Any) -> Itera
     s.close()
 
 
-def test_lean_and_driver_interoperate(stores: Stores) -> None:
-    lean = lean_for(stores)
+def _boto3_args(stores: Stores) -> dict[str, Any]:
+    cfg = stores.config.backends[ObjKind.BLOCK]
+    key = getattr(cfg, "sse_c_key", None)
+    if key is None:
+        return {}
+    return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key.reveal()}
+
+
+@pytest.fixture
+def boto3_client(request: Any, stores: Stores, seaweed: Any) -> Any:
+    cfg = stores.config.backends[ObjKind.BLOCK]
+    return seaweed.client(https=cfg.use_https, virtual=not cfg.path_style_request)  # type: ignore[union-attr]
+
+
+def test_driver_and_boto3_interoperate(stores: Stores, boto3_client: Any) -> None:
+    driver = stores.block.driver
+    bucket = stores.config.backends[ObjKind.BLOCK].bucket  # type: ignore[union-attr]
+    sse = _boto3_args(stores)
     repo = str(uuid.uuid4())
     written = {}
     for i in range(5):
-        obj, data = block(b"lean-%d" % i * (i * 300 + 1))
-        lean.put(repo, obj, data)
+        obj, data = block(b"driver-%d" % i * (i * 300 + 1))
+        stores.block.write(repo, obj, data)
         written[obj] = data
-        assert stores.block.read(repo, obj) == data  # boto3 reads what lean wrote
+        got = boto3_client.get_object(Bucket=bucket, Key=driver.key(repo, obj), **sse)  # type: ignore[attr-defined]
+        assert got["Body"].read() == data  # boto3 reads what the driver wrote
     obj, data = block(b"written by boto3")
-    stores.block.write(repo, obj, data)
+    boto3_client.put_object(Bucket=bucket, Key=driver.key(repo, obj), Body=data, **sse)  # type: ignore[attr-defined]
     written[obj] = data
-    assert lean.get(repo, obj) == data  # and lean reads what boto3 wrote
-    assert list(lean.list(repo)) == list(stores.block.list(repo))
-    assert sorted(i.obj_id for i in lean.list()) == sorted(written)
-    lean.close()
+    assert stores.block.read(repo, obj) == data  # and the driver reads what boto3 wrote
+    assert stores.block.stat(repo, obj).size == len(data)
+    listed = boto3_client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(driver.key(repo, o) for o in written)  # type: ignore[attr-defined]
+    assert sorted(i.obj_id for i in stores.block.list()) == sorted(written)
+    assert [i.obj_id for i in stores.block.list(repo)] == sorted(written)
 
 
-def test_lean_listing_pages_and_skips_foreign_keys(
-    tmp_path: Path, seaweed: Any, new_bucket: Any
+def test_listing_pages_and_skips_foreign_keys(
+    tmp_path: Path, seaweed: Any, new_bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bucket = new_bucket(seaweed, "leanlist")
+    bucket = new_bucket(seaweed, "pages")
     stores = open_block_store(tmp_path, "c", seaweed, bucket, key_prefix="b/")
     client = seaweed.client()
     repos = sorted(str(uuid.uuid4()) for _ in range(3))
@@ -83,25 +97,25 @@ def test_lean_listing_pages_and_skips_foreign_keys(
     keys += ["b/readme.txt", "b/not-a-repo/" + "a" * 40, f"b/{repos[0]}/short", "other/x"]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=b"x" * len(k)), keys))
-    lean = lean_for(stores)
-    lean.page_size = 40  # 7 pages
-    got = list(lean.list())
-    assert got == list(stores.block.list())  # same entries, same order, across pages
+    monkeypatch.setattr(s3_driver, "PAGE_SIZE", 40)  # 7 pages
+    got = list(stores.block.list())
+    expected = sorted(k for k in keys if k.startswith("b/") and len(k) == 2 + 36 + 1 + 40
+                      and "not-a-repo" not in k)  # fmt: skip
+    assert [stores.block.driver.key(i.repo_id, i.obj_id) for i in got] == expected  # type: ignore[attr-defined]
+    assert all(i.size == len(stores.block.driver.key(i.repo_id, i.obj_id)) for i in got)  # type: ignore[attr-defined]
     assert len(got) == 270
-    assert list(lean.list(repos[1])) == list(stores.block.list(repos[1]))
-    lean.close()
+    assert [i.repo_id for i in stores.block.list(repos[1])] == [repos[1]] * 90
     stores.close()
 
 
-def test_lean_errors_are_the_drivers_errors(tmp_path: Path, seaweed: Any, new_bucket: Any) -> None:
+def test_errors_map_to_objstore_errors(tmp_path: Path, seaweed: Any, new_bucket: Any) -> None:
     bucket = new_bucket(seaweed, "leanerr")
     good = open_block_store(tmp_path, "good", seaweed, bucket, https=True, sse_c_key=SSE_A)
-    lean = lean_for(good)
     repo = str(uuid.uuid4())
     obj, data = block(b"secret data")
-    lean.put(repo, obj, data)
+    good.block.write(repo, obj, data)
     with pytest.raises(NotFound):
-        lean.get(repo, "0" * 39 + "1")
+        good.block.read(repo, "0" * 39 + "1")
     with (
         objstore.open_stores(
             write_conf(
@@ -113,7 +127,7 @@ def test_lean_errors_are_the_drivers_errors(tmp_path: Path, seaweed: Any, new_bu
         ) as wrong_key,
         pytest.raises(EncryptionKeyError),
     ):
-        lean_for(wrong_key).get(repo, obj)
+        wrong_key.block.read(repo, obj)
     with objstore.open_stores(
         write_conf(
             tmp_path / "bad-secret",
@@ -122,7 +136,7 @@ def test_lean_errors_are_the_drivers_errors(tmp_path: Path, seaweed: Any, new_bu
         check=False,
     ) as bad:
         with pytest.raises(AuthError) as exc:
-            lean_for(bad).put(repo, obj, data)
+            bad.block.write(repo, obj, data)
         assert "wrong-secret" not in str(exc.value)
     with (
         objstore.open_stores(
@@ -134,29 +148,11 @@ def test_lean_errors_are_the_drivers_errors(tmp_path: Path, seaweed: Any, new_bu
         ) as missing,
         pytest.raises(BucketNotFound),
     ):
-        list(lean_for(missing).list())
+        list(missing.block.list())
     good.close()
 
 
-def test_lean_is_not_used_where_it_does_not_fit(
-    tmp_path: Path, seaweed: Any, new_bucket: Any
-) -> None:
-    bucket = new_bucket(seaweed, "leanv2")
-    with open_block_store(tmp_path, "v2", seaweed, bucket, v2=True) as v2:
-        assert lean_client(v2.block.driver, 4) is None
-    with open_block_store(tmp_path, "v4", seaweed, bucket) as v4:
-        assert lean_client(v4.block.driver, 4) is not None
-    data = tmp_path / "data"
-    data.mkdir()
-    with objstore.open_stores(
-        write_conf(
-            tmp_path / "fs", "".join(f"[{k.section}]\nname = fs\ndir = {data}\n" for k in ObjKind)
-        )
-    ) as fs:
-        assert lean_client(fs.block.driver, 4) is None
-
-
-def test_lean_replaces_dropped_keepalive_connections(
+def test_dropped_keepalive_connections_are_replaced(
     tmp_path: Path, seaweed: Any, new_bucket: Any
 ) -> None:
     proxy = FaultProxy(seaweed.http_port)
@@ -164,29 +160,27 @@ def test_lean_replaces_dropped_keepalive_connections(
         server = type("S", (), {"host": "127.0.0.1", "http_port": proxy.port, "https_port": None,
                                 "access_key": seaweed.access_key, "secret_key": seaweed.secret_key,
                                 "domain_name": None})()  # fmt: skip
-        stores = open_block_store(tmp_path, "p", server, new_bucket(seaweed, "leanka"))
-        lean = lean_for(stores)
+        stores = open_block_store(tmp_path, "p", server, new_bucket(seaweed, "keepalive"))
         repo = str(uuid.uuid4())
         obj, data = block(b"first")
-        lean.put(repo, obj, data)
+        stores.block.write(repo, obj, data)
         before = proxy.connections
         proxy.set(Fault("pass"))  # closes every open connection (the pooled one too)
         obj2, data2 = block(b"second")
-        lean.put(repo, obj2, data2)  # the dead pooled connection is replaced, no error
+        stores.block.write(repo, obj2, data2)  # the dead pooled connection is replaced
         assert proxy.connections == before + 1
         assert stores.block.read(repo, obj2) == data2
-        lean.close()
         stores.close()
     finally:
         proxy.close()
 
 
-def test_lean_key_fingerprint_check_matches_the_driver(
+def test_matches_encryption_for_every_combination_of_keys(
     tmp_path: Path, seaweed: Any, new_bucket: Any
 ) -> None:
-    """Which SSE-C key (if any) an object has, as rotation asks it: lean and driver
-    agree for every combination of object key and client key."""
-    bucket = new_bucket(seaweed, "leankey")
+    """Which SSE-C key (if any) an object has, as rotation asks it, for every
+    combination of object key and client key."""
+    bucket = new_bucket(seaweed, "keycheck")
     repo = str(uuid.uuid4())
     objects = {}
     stores = {}
@@ -198,14 +192,12 @@ def test_lean_key_fingerprint_check_matches_the_driver(
         objects[name] = obj
     try:
         for client_name, st in stores.items():
-            lean = lean_for(st)
             for obj_name, obj in objects.items():
                 expected = client_name == obj_name
-                assert st.block.driver.stored_with_own_key(repo, obj) is expected  # type: ignore[attr-defined]
-                assert lean.stored_with_own_key(repo, obj) is expected, (client_name, obj_name)
+                got = st.block.driver.matches_encryption(repo, obj)
+                assert got is expected, (client_name, obj_name)
             with pytest.raises(NotFound):
-                lean.stored_with_own_key(repo, "0" * 39 + "2")
-            lean.close()
+                st.block.driver.matches_encryption(repo, "0" * 39 + "2")
     finally:
         for st in stores.values():
             st.close()

@@ -1,0 +1,148 @@
+"""S3's XML documents: parsed with a real XML parser (expat through ElementTree,
+linear in the document size) into typed records, and built for the two requests
+that carry XML.  Documents with a DTD are refused before parsing (S3 never sends
+one; a DTD is how entity-expansion attacks start).  Anything that is not the
+expected shape raises :class:`MalformedXML`.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote
+from xml.sax.saxutils import escape
+
+_SIZE_RE = re.compile(r"[0-9]{1,19}\Z")
+
+
+class MalformedXML(Exception):
+    """A document is not well-formed XML of the expected shape."""
+
+
+def _parse(body: bytes, expect: tuple[str, ...]) -> ET.Element:
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise MalformedXML("the answer carries a DTD (refused)")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise MalformedXML(f"not well-formed XML ({exc})") from None
+    if _local(root.tag) not in expect:
+        raise MalformedXML(f"expected <{expect[0]}>, got <{_local(root.tag)[:40]}>")
+    return root
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _child_text(elem: ET.Element, name: str) -> str | None:
+    for child in elem:
+        if _local(child.tag) == name:
+            return child.text or ""
+    return None
+
+
+INITIATE_ROOTS = ("InitiateMultipartUploadResult", "InitiateMultipartUpload")
+"""AWS's root, and the one rclone sends."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+def parse_error(body: bytes) -> ErrorInfo | None:
+    """The ``<Error>`` document of an error answer (or of a 200 that failed),
+    None when the body is not one."""
+    if b"<Error" not in body:
+        return None
+    try:
+        root = _parse(body, ("Error",))
+    except MalformedXML:
+        return None
+    return ErrorInfo(
+        (_child_text(root, "Code") or "")[:100], (_child_text(root, "Message") or "")[:300]
+    )
+
+
+@dataclass(frozen=True)
+class ListPage:
+    entries: list[tuple[str, int]]
+    """(key, size) in the order the server sent them."""
+    truncated: bool
+    token: str | None
+
+
+def parse_list_page(body: bytes) -> ListPage:
+    """A ListObjectsV2 page (keys url-decoded when the page says so)."""
+    root = _parse(body, ("ListBucketResult",))
+    entries: list[tuple[str, int]] = []
+    truncated = False
+    token: str | None = None
+    url = False
+    for child in root:
+        name = _local(child.tag)
+        if name == "Contents":
+            key = _child_text(child, "Key")
+            size = _child_text(child, "Size")
+            if key is None or size is None:
+                raise MalformedXML("a <Contents> without <Key> or <Size>")
+            if not _SIZE_RE.match(size.strip()):
+                raise MalformedXML(f"a <Size> that is not a whole number: {size[:20]!r}")
+            entries.append((key, int(size)))
+        elif name == "IsTruncated":
+            flag = (child.text or "").strip()
+            if flag not in ("true", "false"):
+                raise MalformedXML(f"<IsTruncated> is {flag[:20]!r}")
+            truncated = flag == "true"
+        elif name == "NextContinuationToken":
+            token = child.text or None
+        elif name == "EncodingType":
+            url = (child.text or "").strip() == "url"
+    if url:
+        entries = [(unquote(k), n) if "%" in k else (k, n) for k, n in entries]
+    return ListPage(entries, truncated, token)
+
+
+def parse_upload_id(body: bytes) -> str:
+    """The UploadId of an InitiateMultipartUploadResult."""
+    root = _parse(body, INITIATE_ROOTS)
+    upload_id = (_child_text(root, "UploadId") or "").strip()
+    if not upload_id:
+        raise MalformedXML("no <UploadId>")
+    return upload_id
+
+
+def check_result(body: bytes, expect: tuple[str, ...]) -> None:
+    """A 200 answer of CopyObject / CompleteMultipartUpload / a listing must be
+    its result document (a root named in ``expect``); an ``<Error>`` inside a 200
+    is caught by the caller with :func:`parse_error` first."""
+    _parse(body, expect)
+
+
+def parse_delete_errors(body: bytes) -> list[ErrorInfo]:
+    """The per-key errors of a DeleteResult."""
+    root = _parse(body, ("DeleteResult",))
+    return [
+        ErrorInfo(_child_text(e, "Code") or "", _child_text(e, "Message") or "")
+        for e in root
+        if _local(e.tag) == "Error"
+    ]
+
+
+def complete_multipart(parts: Iterable[tuple[int, str]]) -> bytes:
+    """The CompleteMultipartUpload document for (part number, ETag) pairs."""
+    items = "".join(
+        f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+        for n, etag in parts
+    )
+    return f"<CompleteMultipartUpload>{items}</CompleteMultipartUpload>".encode()
+
+
+def delete_objects(keys: Iterable[str]) -> bytes:
+    """A quiet multi-object Delete document."""
+    items = "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys)
+    return f"<Delete><Quiet>true</Quiet>{items}</Delete>".encode()
