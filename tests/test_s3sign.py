@@ -140,14 +140,13 @@ def test_session_token_is_signed() -> None:
 def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str, dict[str, str]]]]:
     """Every request the transport sends: (method, target, headers)."""
     sent: list[tuple[str, str, dict[str, str]]] = []
-    original = http11.Connection.open_request
+    original = http11.Connection._send
 
-    def record(self: Any, method: str, target: str, headers: Any, body: bytes,
-               **kw: Any) -> Any:  # fmt: skip
+    def record(self: Any, method: str, target: str, headers: Any, body: bytes) -> Any:
         sent.append((method, target, dict(headers)))
-        return original(self, method, target, headers, body, **kw)
+        return original(self, method, target, headers, body)
 
-    monkeypatch.setattr(http11.Connection, "open_request", record)
+    monkeypatch.setattr(http11.Connection, "_send", record)
     yield sent
 
 

@@ -50,7 +50,8 @@ _JOIN_BODY = 256 * 1024
 _BUFFER = 64 * 1024
 
 _STATUS_RE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?\r?\n\Z")
-_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_HEADER_BLOCK_RE = re.compile(r"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r?\n)*")
+"""Header lines, each ``token: value`` (no folding, no bare CR)."""
 _DIGITS_RE = re.compile(r"[0-9]{1,19}\Z")
 _CHUNK_RE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n\Z")
 
@@ -235,6 +236,27 @@ class Response:
         return self.headers.get(name)
 
 
+class _Guard:
+    """Ends a step of a request: disarms the watchdog; on any error closes the
+    connection, and reports a failure the watchdog caused as DeadlineExceeded."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        conn = self.conn
+        _watchdog.disarm(conn)
+        if exc is not None:
+            conn.close()
+            if conn.expired and isinstance(exc, (OSError, ProtocolError, ValueError)):
+                raise DeadlineExceeded("no complete answer within the request deadline") from None
+
+
 class Connection:
     """One connection to an endpoint, opened on first use; one request at a time."""
 
@@ -245,8 +267,9 @@ class Connection:
         self._raw: _CountingReader | None = None
         self._fp: io.BufferedReader | None = None
         self._consumed = 0
-        self._expired = False
+        self.expired = False
         self._poll: select.poll | None = None
+        self._guard = _Guard(self)
         self.answered = False
         """Whether the last request got at least a status line back (a request
         that failed before that may be sent again on a fresh connection)."""
@@ -269,17 +292,17 @@ class Connection:
 
     def expire(self) -> None:
         """Called by the watchdog: end whatever the connection is blocked in."""
-        self._expired = True
+        self.expired = True
         outer = self._outer
         if outer is not None:
             with contextlib.suppress(OSError):  # below TLS: safe from another thread
                 socket.socket.shutdown(outer, socket.SHUT_RDWR)
 
-    def reusable(self) -> bool:
-        """Open, nothing unread, and nothing arrived since (data or EOF)."""
+    def reusable(self, *, poll: bool = True) -> bool:
+        """Open, nothing unread, and (``poll``) nothing arrived since: no data, no EOF."""
         if self._sock is None or self._raw is None or self._raw.received != self._consumed:
             return False
-        if self._poll is None:
+        if self._poll is None or not poll:
             return True  # a tunnelled socket: the leftover count above is all we have
         return not self._poll.poll(0)
 
@@ -342,6 +365,25 @@ class Connection:
 
     # ------------------------------------------------------------ requests
 
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        max_body: int,
+        max_error_body: int,
+        deadline: float,
+    ) -> Response:
+        """:meth:`open_request` and :meth:`read_body` in one step: the whole
+        answer, its body capped at ``max_body`` (2xx) or ``max_error_body``."""
+        with self._deadline(deadline):
+            self._send(method, target, headers, body)
+            status, reason, head = self._read_final_head()
+            cap = max_body if 200 <= status < 300 else max_error_body
+            return Response(status, reason, head, self._read_body(method, status, head, cap))
+
     def open_request(
         self,
         method: str,
@@ -374,26 +416,16 @@ class Connection:
         with self._deadline(deadline):
             return self._read_exact(n)
 
-    @contextlib.contextmanager
-    def _deadline(self, deadline: float) -> Iterator[None]:
-        """Arm the watchdog; on any error close the connection, and report a
-        failure the watchdog caused as DeadlineExceeded."""
+    def _deadline(self, deadline: float) -> _Guard:
+        """Arm the watchdog for one step of a request (see :class:`_Guard`)."""
         _watchdog.arm(self, deadline)
-        try:
-            yield
-        except BaseException as exc:
-            self.close()
-            if self._expired and isinstance(exc, (OSError, ProtocolError, ValueError)):
-                raise DeadlineExceeded("no complete answer within the request deadline") from None
-            raise
-        finally:
-            _watchdog.disarm(self)
+        return self._guard
 
     def _send(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> None:
         self.answered = False
         if self._sock is None:
             self._open()
-        self._expired = False
+        self.expired = False
         ep = self.endpoint
         if ep.forwarding:
             target = ep.origin + target
@@ -423,24 +455,54 @@ class Connection:
         return line
 
     def _read_head(self) -> tuple[int, str, dict[str, str]]:
-        m = _STATUS_RE.match(self._line())
+        """The status line and headers of one answer.  The usual case (the whole
+        head already buffered, CRLF line ends, every line well-formed) is parsed
+        in two regular-expression passes; anything else line by line."""
+        assert self._fp is not None
+        buffered = self._fp.peek(MAX_LINE)
+        end = buffered.find(b"\r\n\r\n")
+        if end < 0:
+            return self._parse_head(self._line(), None)
+        head = self._fp.read(end + 4)
+        self._consumed += len(head)
+        eol = head.find(b"\n") + 1
+        text = head[eol : end + 2].decode("latin-1")
+        if not _HEADER_BLOCK_RE.fullmatch(text):
+            return self._parse_head(head[:eol], iter(head[eol:].splitlines(keepends=True)))
+        pairs = [line.partition(":")[::2] for line in text[:-2].split("\r\n")] if text else []
+        return self._parse_head(head[:eol], None, pairs)
+
+    def _parse_head(
+        self,
+        status_line: bytes,
+        lines: Iterator[bytes] | None,
+        pairs: list[tuple[str, str]] | None = None,
+    ) -> tuple[int, str, dict[str, str]]:
+        """Parse a head: from ``pairs`` already split, else from ``lines`` (or
+        the connection when None) up to the blank line."""
+        m = _STATUS_RE.match(status_line)
         if m is None:
             raise ProtocolError("the answer does not start with an HTTP/1.x status line")
         status, reason = int(m.group(2)), (m.group(3) or b"").decode("latin-1")
+        if pairs is None:
+            pairs = []
+            for _ in range(MAX_HEADERS + 1):
+                line = next(lines, b"\r\n") if lines is not None else self._line()
+                if line in (b"\r\n", b"\n"):
+                    break
+                text = line.decode("latin-1")
+                if not _HEADER_BLOCK_RE.fullmatch(text):
+                    raise ProtocolError(f"malformed header line {text.rstrip()[:60]!r}")
+                pairs.append(text.rstrip("\r\n").partition(":")[::2])
+        if len(pairs) > MAX_HEADERS:
+            raise ProtocolError(f"more than {MAX_HEADERS} header lines")
         headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS + 1):
-            line = self._line()
-            if line in (b"\r\n", b"\n"):
-                if m.group(1) == b"0" and "keep-alive" not in headers.get("connection", ""):
-                    headers["connection"] = "close"
-                return status, reason, headers
-            text = line.decode("latin-1").rstrip("\r\n")
-            name, sep, value = text.partition(":")
-            if not sep or not _TOKEN_RE.match(name):
-                raise ProtocolError(f"malformed header line {text[:60]!r}")
+        for name, value in pairs:
             name, value = name.lower(), value.strip(" \t")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+        if m.group(1) == b"0" and "keep-alive" not in headers.get("connection", ""):
+            headers["connection"] = "close"
+        return status, reason, headers
 
     def _read_final_head(self) -> tuple[int, str, dict[str, str]]:
         for _ in range(MAX_INTERIM + 1):
@@ -569,8 +631,9 @@ class Pool:
             conn.close()
 
     def give(self, conn: Connection) -> None:
-        """Return a connection after a complete answer; kept only if clean."""
-        if conn.reusable():
+        """Return a connection after a complete answer; kept only if nothing is
+        left unread (what arrives later is seen by :meth:`take`)."""
+        if conn.reusable(poll=False):
             with self._lock:
                 if len(self._idle) < self._size:
                     self._idle.append(conn)

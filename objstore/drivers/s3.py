@@ -24,10 +24,10 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from ..config import S3Config
 from ..errors import (
@@ -71,6 +71,8 @@ from .s3sign import (
 )
 
 log = logging.getLogger("objstore.s3")
+
+T = TypeVar("T")
 
 ERROR_BODY_MAX = 64 * 1024
 """Error answers are read up to this size (the rest is dropped with the connection)."""
@@ -461,40 +463,52 @@ class S3Driver(Driver):
 
     def _attempt(self, op: _Op) -> Response:
         """One attempt: send ``op``, read its whole answer, check it."""
-        conn, status, reason, head, deadline = self._open(op)
-        cap = op.max_body if 200 <= status < 300 else ERROR_BODY_MAX
-        try:
-            body = conn.read_body(op.method, status, head, max_body=cap, deadline=deadline)
-        except (OSError, ProtocolError, ValueError) as exc:
-            raise _transport_error(op, self.identity, exc) from None
-        self.pool.give(conn)
-        return self._checked(op, Response(status, reason, head, body))
+
+        def whole(conn: Connection, target: str, headers: dict[str, str], deadline: float
+                  ) -> Response:  # fmt: skip
+            resp = conn.request(op.method, target, headers, op.body, max_body=op.max_body,
+                                max_error_body=ERROR_BODY_MAX, deadline=deadline)  # fmt: skip
+            self.pool.give(conn)
+            return resp
+
+        return self._checked(op, self._exchange(op, whole))
 
     def _open(self, op: _Op) -> tuple[Connection, int, str, dict[str, str], float]:
         """Send ``op`` and read the head of its answer: the connection (holding
-        the body), status, reason, headers and the request's deadline.  A kept-alive
-        connection that the server had closed is replaced once."""
+        the body), status, reason, headers and the request's deadline."""
+
+        def head(conn: Connection, target: str, headers: dict[str, str], deadline: float
+                 ) -> tuple[Connection, int, str, dict[str, str], float]:  # fmt: skip
+            status, reason, fields = conn.open_request(
+                op.method, target, headers, op.body, deadline=deadline
+            )
+            return conn, status, reason, fields, deadline
+
+        return self._exchange(op, head)
+
+    def _exchange(
+        self, op: _Op, send: Callable[[Connection, str, dict[str, str], float], T]
+    ) -> T:
+        """Sign ``op`` and ``send`` it on a pooled connection (with the target,
+        the signed headers and the deadline).  A kept-alive connection that the
+        server had closed is replaced once; other failures are objstore errors."""
         path = self._path(op)
-        query = canonical_query(op.query)
-        sent = query_string(op.query)
+        query = canonical_query(op.query) if op.query else ""
+        sent = query_string(op.query) if op.query else ""
         target = f"{path}?{sent}" if sent else path
-        pool = self.pool
         for fresh in (False, True):
-            conn, reused = pool.take()
+            conn, reused = self.pool.take()
             headers = self._signed_headers(op, path, query)
-            deadline = time.monotonic() + self.cfg.request_timeout
             try:
-                status, reason, head = conn.open_request(
-                    op.method, target, headers, op.body, deadline=deadline
-                )
+                result = send(conn, target, headers, time.monotonic() + self.cfg.request_timeout)
             except (OSError, ProtocolError, ValueError) as exc:
                 stale = reused and not conn.answered and not isinstance(exc, DeadlineExceeded)
                 if stale and not fresh:
                     continue
                 raise _transport_error(op, self.identity, exc) from None
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s -> %d", op.method, path, status)
-            return conn, status, reason, head, deadline
+                log.debug("%s %s", op.method, target)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _checked(self, op: _Op, resp: Response) -> Response:
