@@ -7,6 +7,7 @@ cache).  It keeps bytes and knows nothing of Seafile's formats.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -24,6 +25,8 @@ from .drivers.base import Driver
 from .drivers.fs import FsDriver
 from .errors import AuthError, BucketNotFound, ConfigError, NotFound
 from .ids import ObjectInfo, ObjKind, check_obj_id, check_repo_id
+
+log = logging.getLogger("objstore")
 
 
 def _check_data(data: object) -> bytes:
@@ -206,9 +209,17 @@ def open_stores(
     check: bool = True, env: Mapping[str, str] | None = None,
 ) -> Stores:  # fmt: skip
     """Open the commit, fs and block stores of a seafile.conf (a file, or a directory
-    holding one).  With ``path=None``, the environment form is read
+    holding one), with the environment applied as Seafile applies it (see
+    :func:`objstore.load_config`).  With ``path=None``, the environment alone is read
     (``SEAF_SERVER_STORAGE_TYPE``, ``S3_*``...).  With ``check`` (default), each
     bucket must exist and accept the credentials, and each fs data dir must exist.
+    Which source each kind and the cache came from is logged (INFO) and kept in
+    ``stores.config.origins`` / ``cache_origin``.
     """
-    config = config_from_env(env) if path is None else load_config(path, data_dir=data_dir, env=env)
+    if path is None:
+        config = config_from_env(env, data_dir=data_dir)
+    else:
+        config = load_config(path, data_dir=data_dir, env=env)
+    for line in config.describe():
+        log.info("%s: %s", config.source, line)
     return open_config(config, check=check)

@@ -16,7 +16,9 @@ Fixtures (see tests/servers.py for the server classes):
 If a test leaves a session server stopped or killed, it is started again
 (same ports and data) after that test. In the test process ``localhost`` and
 ``*.localhost`` resolve to 127.0.0.1 (virtual-hosted-style S3), proxies are
-bypassed for loopback, and the venv's bin dir is first on PATH.
+bypassed for loopback, and the venv's bin dir is first on PATH.  Seafile's
+environment variables (``SEAF_SERVER_STORAGE_TYPE``, ``S3_*``, ``CACHE_PROVIDER``...)
+are removed from the test process, so tests that use them pass their own.
 """
 
 from __future__ import annotations
@@ -62,7 +64,19 @@ def _setup_environment() -> None:
         os.environ[var] = ",".join(entries)
 
 
+# Variables Seafile (and so objstore) reads: a developer's shell must not change
+# what the tests open.  Tests that exercise them pass their own environment.
+SEAFILE_ENV_PREFIXES = ("SEAF_", "SEAFILE_", "S3_", "CACHE_PROVIDER", "REDIS_", "MEMCACHED_")
+
+
+def _drop_seafile_environment() -> None:
+    for var in [v for v in os.environ if v.startswith(SEAFILE_ENV_PREFIXES)]:
+        del os.environ[var]
+    os.environ.pop("OBJSTORE_CACHE_SECRET", None)
+
+
 _setup_environment()
+_drop_seafile_environment()
 
 # Session servers created so far (revived after a test that stopped them).
 _session_servers: list[ManagedServer] = []

@@ -64,7 +64,7 @@ def test_config_reprs_and_errors(tmp_path: Path, logs: Any) -> None:
         f"key = {S3_SECRET}\nsession_token = {TOKEN}\nproxy_host = proxy.invalid\n"
         f"proxy_user = u\nproxy_password = {PROXY_PW}\nuse_v4_signature = true\nuse_https = true\n"
         f"sse_c_key = {SSE_A}\n"
-        f"[redis]\nredis_password = {REDIS_PW}\n"
+        f"[redis]\nredis_host = 127.0.0.1\nredis_password = {REDIS_PW}\n"
     )
     cfg = objstore.load_config(write_conf(tmp_path, text), data_dir=tmp_path)
     assert_clean(repr(cfg))
