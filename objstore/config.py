@@ -439,6 +439,22 @@ def _fs_config(sec: _Section, base: Path, data: _DataDir) -> FsConfig:
     return FsConfig(data.path)
 
 
+def _key_prefix(sec: _Section, warnings: list[str]) -> str:
+    """``key_prefix`` as a folder: a missing trailing '/' is added, a leading '/' refused."""
+    prefix = sec.text("key_prefix") or ""
+    if not prefix:
+        return ""
+    if prefix.startswith("/") or "//" in prefix:
+        raise sec.error("must not start with '/' or contain '//'", "key_prefix")
+    added = "" if prefix.endswith("/") else " (a trailing '/' was added)"
+    prefix = prefix if not added else prefix + "/"
+    warnings.append(
+        f"{sec.where} key_prefix {prefix!r}{added}: Seafile itself does not read prefixed "
+        "keys, so objects written under a prefix are invisible to a Seafile server"
+    )
+    return prefix
+
+
 def _s3_config(sec: _Section, warnings: list[str], iam_role_env: bool = False) -> S3Config:
     bucket = sec.text("bucket")
     if bucket is None:
@@ -475,7 +491,7 @@ def _s3_config(sec: _Section, warnings: list[str], iam_role_env: bool = False) -
         path_style_request=sec.get("path_style_request", False),
         aws_region=sec.text("aws_region") or "us-east-1",
         sse_c_key=sec.get("sse_c_key", None),
-        key_prefix=sec.text("key_prefix") or "",
+        key_prefix=_key_prefix(sec, warnings),
         storage_class=sec.text("storage_class"),
         session_token=sec.get("session_token", None) if sec.text("session_token") else None,
         ca_file=sec.text("ca_file"),
@@ -520,10 +536,6 @@ def _check_s3(cfg: S3Config, error: Callable[[str, str], ConfigError]) -> None:
             raise error("SSE-C needs use_v4_signature = true", "sse_c_key")
         if not cfg.use_https:
             raise error("SSE-C needs use_https = true (the key travels in headers)", "sse_c_key")
-    if cfg.key_prefix.startswith("/") or "//" in cfg.key_prefix:
-        raise error("must not start with '/' or contain '//'", "key_prefix")
-    if cfg.key_prefix and not cfg.key_prefix.endswith("/"):
-        raise error("must end with '/' (e.g. 'seafile/blocks/')", "key_prefix")
     if cfg.proxy_scheme not in ("http", "https"):
         raise error("must be http or https", "proxy_scheme")
     if cfg.proxy_port is not None and cfg.proxy_host is None:

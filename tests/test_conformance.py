@@ -77,19 +77,20 @@ class TestS3SseCHttps(_Configured):
 
 
 class TestS3SharedBucketPrefix(_Configured):
-    """All three kinds in one bucket, separated by key_prefix."""
+    """All three kinds in one bucket, separated by key_prefix (given without the
+    trailing '/', which objstore adds)."""
 
     @pytest.fixture(scope="class")
     @classmethod
     def conf_path(cls, tmp_path_factory: pytest.TempPathFactory, seaweed: Any) -> Path:
         bucket = seaweed.create_bucket(unique_bucket("shared"))
         text = "\n".join(
-            s3_section(seaweed, kind, bucket, key_prefix=f"install1/{kind.value}/")
+            s3_section(seaweed, kind, bucket, key_prefix=f"install1/{kind.value}")
             for kind in ObjKind
         )
         return _conf(tmp_path_factory, text)
 
-    def test_prefix_is_respected(self, stores: Stores, seaweed: Any) -> None:
+    def test_prefix_is_respected(self, stores: Stores, seaweed: Any, tmp_path: Path) -> None:
         repo = new_repo()
         obj_id, data = block(b"prefixed")
         stores.fs.write(repo, obj_id, data)
@@ -97,6 +98,13 @@ class TestS3SharedBucketPrefix(_Configured):
         keys = [o["Key"] for o in seaweed.client().list_objects_v2(Bucket=bucket)["Contents"]]
         assert f"install1/fs/{repo}/{obj_id}" in keys
         assert not stores.block.exists(repo, obj_id)
+        # Seafile's layout, <repo_id>/<obj_id> in the bucket: the object is not there
+        seafile_view = write_conf(
+            tmp_path, s3_conf(seaweed, dict.fromkeys(ObjKind, bucket), create=False)
+        )
+        with objstore.open_stores(seafile_view) as seafile:
+            assert not seafile.fs.exists(repo, obj_id)
+            assert list(seafile.fs.list(repo)) == []
 
 
 class TestRclone(_Configured):
