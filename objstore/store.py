@@ -23,7 +23,7 @@ from .config import (
 )
 from .drivers.base import Driver
 from .drivers.fs import FsDriver
-from .errors import AuthError, BucketNotFound, ConfigError, NotFound
+from .errors import AuthError, BucketNotFound, ConfigError, NotFound, PermissionDenied
 from .ids import ObjectInfo, ObjKind, check_obj_id, check_repo_id
 
 log = logging.getLogger("objstore")
@@ -169,8 +169,32 @@ class Stores(Mapping[ObjKind, ObjectStore]):
         self.close()
 
 
+def _check_fs_access(config: StoreConfig, kind: ObjKind, backend: FsConfig) -> None:
+    """The data dir, and every directory on the way to it, can be entered:
+    PermissionDenied naming the directory and where it was configured otherwise."""
+    path = backend.dir
+    try:
+        path.stat()
+        enterable = not path.is_dir() or os.access(path, os.R_OK | os.X_OK)
+    except PermissionError as exc:
+        where, enterable = exc.filename or path, False
+    except OSError:
+        return  # missing, or not a directory: the driver's check says so
+    else:
+        where = path
+    if not enterable:
+        raise PermissionDenied(
+            f"{config.origins.get(kind, config.source)}: cannot enter {where} "
+            f"(permission denied), so the {kind.value} objects under {path} cannot be read"
+        )
+
+
 def _check_backend(config: StoreConfig, kind: ObjKind, driver: Driver) -> None:
-    """Bucket exists, credentials work, directory exists: else an error naming the section."""
+    """Bucket exists, credentials work, directory exists and can be entered: else an
+    error naming the section (or the variable) and the directory."""
+    backend = config.backends[kind]
+    if isinstance(backend, FsConfig):
+        _check_fs_access(config, kind, backend)
     check = getattr(driver, "check", None)
     if check is None:
         return
