@@ -125,6 +125,7 @@ class RedisConfig:
     local_cache_bytes: int = 0
     local_cache_max_age: float = 300.0
     timeout: float = 1.0
+    secret: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,11 @@ class MemcachedConfig:
     local_cache_bytes: int = 0
     local_cache_max_age: float = 300.0
     timeout: float = 1.0
+    secret: Secret | None = None
 
 
 CacheConfig = Union[RedisConfig, MemcachedConfig]
+"""Both carry ``secret`` (``cache_secret``): the key that authenticates cached values."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,12 @@ def parse_host(text: str) -> str:
     return host
 
 
+def check_cache_secret(text: str) -> Secret:
+    if len(text.encode("utf-8")) < 16:
+        raise ValueError("must be at least 16 bytes (a random string: it keys an HMAC)")
+    return Secret(text)
+
+
 def check_sse_c_key(text: str) -> Secret:
     if len(text.encode("utf-8")) != 32:
         raise ValueError(
@@ -334,6 +343,7 @@ _REDIS_OPTIONS: dict[str, Conv] = {
     "cached_kinds": parse_kinds,
     "local_cache_size": parse_size,
     "local_cache_max_age": parse_seconds,
+    "cache_secret": check_cache_secret,
 }
 _MEMCACHED_OPTIONS: dict[str, Conv] = {
     "memcached_options": str,
@@ -343,6 +353,7 @@ _MEMCACHED_OPTIONS: dict[str, Conv] = {
     "cached_kinds": parse_kinds,
     "local_cache_size": parse_size,
     "local_cache_max_age": parse_seconds,
+    "cache_secret": check_cache_secret,
 }
 _STORE_CRYPT_OPTIONS: dict[str, Conv] = {"key_path": str}
 
@@ -352,6 +363,7 @@ _SCHEMAS: dict[str, dict[str, Conv]] = {
     "store_crypt": _STORE_CRYPT_OPTIONS,
 }
 _BACKEND_SECTIONS = {kind.section: kind for kind in ObjKind}
+_SECRET_CONVERTERS = (Secret, check_sse_c_key, check_cache_secret)
 
 # Sections Seafile itself reads from seafile.conf; left alone, never reported.
 _SEAFILE_SECTIONS = {
@@ -392,7 +404,7 @@ class _Section:
         try:
             return self.schema[option](raw)  # type: ignore[return-value]
         except ValueError as exc:
-            shown = "" if self.schema[option] in (Secret, check_sse_c_key) else f" {raw[:60]!r}"
+            shown = "" if self.schema[option] in _SECRET_CONVERTERS else f" {raw[:60]!r}"
             raise self.kf.error(f"bad value{shown}: {exc}", self.name, option) from None
 
     def text(self, option: str) -> str | None:
@@ -622,6 +634,7 @@ def _cache(kf: KeyFile, warnings: list[str]) -> CacheConfig | None:
             local_cache_bytes=sec.get("local_cache_size", 0),
             local_cache_max_age=sec.get("local_cache_max_age", 300.0),
             timeout=sec.get("redis_timeout", 1.0),
+            secret=sec.get("cache_secret", None),
         )
         host = sec.text("redis_host")
         if host is None:
@@ -652,8 +665,24 @@ def _cache(kf: KeyFile, warnings: list[str]) -> CacheConfig | None:
             local_cache_bytes=sec.get("local_cache_size", 0),
             local_cache_max_age=sec.get("local_cache_max_age", 300.0),
             timeout=sec.get("memcached_timeout", 1.0),
+            secret=sec.get("cache_secret", None),
         )
     return None
+
+
+UNAUTHENTICATED_CACHE = (
+    "cached values are not authenticated (no cache_secret): each is checked against its "
+    "object id only, and a commit id covers only root_id, creator, creator_name, "
+    "description and ctime, so whoever can write to the cache can change a cached "
+    "commit's other fields (parent_id, repo_name, encryption fields...); set cache_secret "
+    "(OBJSTORE_CACHE_SECRET in the environment form)"
+)
+
+
+def _cache_warnings(cache: CacheConfig | None, origin: str | None) -> list[str]:
+    if cache is None or cache.secret is not None:
+        return []
+    return [f"{origin}: {UNAUTHENTICATED_CACHE}"]
 
 
 def _check_sections(kf: KeyFile) -> None:
@@ -758,6 +787,7 @@ def load_config(
             for name in ("redis", "memcached")
             if name in kf.groups
         )
+    warnings.extend(_cache_warnings(cache, cache_origin))
     crypt = _store_crypt(kf, conf)
     env_storage = _env_storage(environ, data)
     if env_storage is None:
@@ -810,11 +840,13 @@ _ENV_BUCKETS = {
     ObjKind.FS: "S3_FS_BUCKET",
     ObjKind.BLOCK: "S3_BLOCK_BUCKET",
 }
+CACHE_SECRET_VAR = "OBJSTORE_CACHE_SECRET"
 _ENV_REDIS = {
     "REDIS_HOST": "redis_host", "REDIS_PORT": "redis_port", "REDIS_PASSWORD": "redis_password",
     "REDIS_MAX_CONNECTIONS": "max_connections", "REDIS_EXPIRY": "redis_expiry",
+    CACHE_SECRET_VAR: "cache_secret",
 }  # fmt: skip
-_ENV_MEMCACHED = {"MEMCACHED_EXPIRY": "memcached_expiry"}
+_ENV_MEMCACHED = {"MEMCACHED_EXPIRY": "memcached_expiry", CACHE_SECRET_VAR: "cache_secret"}
 
 
 def _env_error(message: str, var: str) -> ConfigError:
@@ -964,6 +996,7 @@ def config_from_env(
         )
     backends, origins, warnings = env_storage
     cache, cache_origin = _env_cache(environ) or (None, None)
+    warnings = [*warnings, *_cache_warnings(cache, cache_origin)]
     for w in warnings:
         log.warning("%s: %s", ENV_SOURCE, w)
     return StoreConfig(ENV_SOURCE, backends, cache, None, tuple(warnings), origins, cache_origin)

@@ -188,6 +188,10 @@ def cache_section(kind: str, port: int, extra: str = "") -> str:
 # ---------------------------------------------------------------- conformance with a cache in front
 
 ALL_KINDS = "cached_kinds = commit,fs,block\n"
+SECRET = "cache_secret = conformance-secret-0123456789\n"
+WITH_AND_WITHOUT_SECRET = pytest.mark.parametrize(
+    "extra", [ALL_KINDS, ALL_KINDS + SECRET], ids=["plain", "cache_secret"]
+)
 
 
 def _open(tmp_path: Path, text: str) -> Iterator[Stores]:
@@ -223,20 +227,24 @@ class TestRedisOverFs(CachedSuite):
         yield from _open(tmp_path, text)
 
 
+@WITH_AND_WITHOUT_SECRET
 class TestRedisOverS3(CachedSuite):
     @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any, redis_server: RedisServer) -> Iterator[Stores]:
-        text = s3_conf(seaweed) + cache_section("redis", redis_server.port, ALL_KINDS)
+    def stores(
+        self, tmp_path: Path, seaweed: Any, redis_server: RedisServer, extra: str
+    ) -> Iterator[Stores]:
+        text = s3_conf(seaweed) + cache_section("redis", redis_server.port, extra)
         yield from _open(tmp_path, text)
 
 
+@WITH_AND_WITHOUT_SECRET
 class TestMemcachedOverFs(CachedSuite):
     @pytest.fixture
-    def stores(self, tmp_path: Path, memcached_server: MemcachedServer) -> Iterator[Stores]:
+    def stores(
+        self, tmp_path: Path, memcached_server: MemcachedServer, extra: str
+    ) -> Iterator[Stores]:
         (tmp_path / "data").mkdir()
-        text = fs_conf(tmp_path / "data") + cache_section(
-            "memcached", memcached_server.port, ALL_KINDS
-        )
+        text = fs_conf(tmp_path / "data") + cache_section("memcached", memcached_server.port, extra)
         yield from _open(tmp_path, text)
 
 
@@ -925,7 +933,9 @@ def run_cli(argv: list[str]) -> int:
 
 def test_cli_entry_point_runs_as_a_process(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
-    conf = write_conf(tmp_path / "c", fs_conf(tmp_path / "d") + cache_section("redis", 1))
+    # with a secret: no "not authenticated" warning line before the error
+    text = fs_conf(tmp_path / "d") + cache_section("redis", 1, SECRET)
+    conf = write_conf(tmp_path / "c", text)
     proc = subprocess.run(
         [sys.executable, "-m", "objstore.admin", "cache-flush", str(conf)],
         capture_output=True,
