@@ -411,8 +411,11 @@ class RedisRemote(Remote):
         return list(zip(keys, (int(n) for n in pipe.execute())))
 
     def server_stats(self) -> dict[str, dict[str, object]]:
-        info = self.client.info()
-        nodes = info if self.cluster else {"": info}
+        if self.cluster:  # every primary (a plain info() asks one random node)
+            info = self.client.info(target_nodes=self.client.PRIMARIES)
+            nodes = info if "redis_version" not in info else {"": info}  # one primary: flat
+        else:
+            nodes = {"": self.client.info()}
         wanted = (
             "redis_version",
             "used_memory",

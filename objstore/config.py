@@ -643,6 +643,8 @@ def _cache(kf: KeyFile, warnings: list[str]) -> CacheConfig | None:
                 "redis_host; objstore refuses to guess 127.0.0.1)",
                 "redis_host",
             )
+        if redis.cluster and redis.db != 0:
+            raise sec.error("a Redis Cluster has only database 0", "redis_db")
         if "memcached" in kf.groups:
             warnings.append("[memcached] is not used: [redis] wins, as in Seafile")
         return dataclasses.replace(redis, host=host)

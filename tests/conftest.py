@@ -6,6 +6,8 @@ Fixtures (see tests/servers.py for the server classes):
 * ``seaweed`` -> SeaweedS3: one SeaweedFS for the session, HTTP + HTTPS.
 * ``rclone_s3`` -> RcloneS3: one ``rclone serve s3`` for the session, HTTP + HTTPS.
 * ``redis_server`` -> RedisServer, ``memcached_server`` -> MemcachedServer.
+* ``redis_cluster`` -> RedisCluster: three cluster-enabled redis-server nodes joined
+  with ``redis-cli --cluster create``.
 * ``new_bucket`` -> ``new_bucket(server, prefix="t") -> name``: a fresh bucket,
   deleted (with its contents) after the test.
 * ``seaweed_bucket`` / ``rclone_bucket`` -> a fresh bucket name on that server.
@@ -36,6 +38,7 @@ from .servers import (
     ManagedServer,
     MemcachedServer,
     RcloneS3,
+    RedisCluster,
     RedisServer,
     S3Server,
     SeaweedS3,
@@ -145,6 +148,13 @@ def rclone_s3(test_ca: TestCA) -> Iterator[RcloneS3]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     yield from _session_server(RedisServer())
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """Three redis-server primaries joined into a Redis Cluster (ports and bus ports free)."""
+    with RedisCluster(3) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

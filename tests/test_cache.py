@@ -3,8 +3,7 @@ memcached and SeaweedFS servers.
 
 Fault tests (Redis stopped, memcached killed, Redis frozen) use private servers
 from ``server_factory`` so the session servers are never disturbed.  Redis Cluster
-is not tested here (it needs a six-node cluster); its client is built by the
-same code path with ``redis_cluster = true``.
+is tested in ``test_cache_cluster.py``; authenticated values in ``test_cache_auth.py``.
 """
 
 from __future__ import annotations
