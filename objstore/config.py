@@ -596,7 +596,10 @@ def _backend(
     )
 
 
-def _parse_memcached_options(text: str) -> tuple[list[tuple[str, int]], dict[str, int]]:
+def _parse_memcached_options(
+    text: str, unused: list[str]
+) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """Servers and pool sizes; libmemcached's other options go to ``unused``."""
     servers: list[tuple[str, int]] = []
     pool: dict[str, int] = {}
     for token in text.split():
@@ -610,7 +613,7 @@ def _parse_memcached_options(text: str) -> tuple[list[tuple[str, int]], dict[str
         elif opt in ("--POOL-MIN", "--POOL-MAX"):
             pool[opt] = parse_int(value, 1, 100000)
         elif opt.startswith("--"):
-            continue  # libmemcached tuning options Seafile passes through; no effect here
+            unused.append(opt)  # libmemcached tuning that pymemcache has no use for
         else:
             raise ValueError(f"unexpected {token[:40]!r}; expected --SERVER=host:port ...")
     if not servers:
@@ -653,10 +656,16 @@ def _cache(kf: KeyFile, warnings: list[str]) -> CacheConfig | None:
         raw = sec.text("memcached_options")
         if raw is None:
             raise sec.error("required: --SERVER=host:port [--SERVER=...]", "memcached_options")
+        unused: list[str] = []
         try:
-            servers, pool = _parse_memcached_options(raw)
+            servers, pool = _parse_memcached_options(raw, unused)
         except ValueError as exc:
             raise sec.error(str(exc), "memcached_options") from None
+        if unused:
+            warnings.append(
+                f"[memcached] memcached_options: {', '.join(unused)} not used (libmemcached "
+                "options; objstore talks to memcached with pymemcache)"
+            )
         return MemcachedConfig(
             servers=tuple(servers),
             pool_min=pool.get("--POOL-MIN", 10),

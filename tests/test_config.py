@@ -308,3 +308,10 @@ def test_key_prefix_leading_slash_refused(tmp_path: Path, prefix: str) -> None:
             }
         )
     assert info.value.option == "S3_KEY_PREFIX"
+
+
+def test_libmemcached_options_objstore_does_not_use_are_named(tmp_path: Path) -> None:
+    text = "[memcached]\nmemcached_options = --SERVER=mc:11211 --BINARY-PROTOCOL --POOL-MAX=8\n"
+    cfg = load_config(write(tmp_path, text), data_dir=tmp_path)
+    assert isinstance(cfg.cache, MemcachedConfig) and cfg.cache.pool_max == 8
+    assert any("--BINARY-PROTOCOL not used" in w for w in cfg.warnings)
