@@ -36,9 +36,9 @@ tag (with a secret) and then its object id were checked (see :func:`hit_is_valid
 bytes this process already checked are recognised by a digest, see
 :class:`VerifiedMemo`); a mismatch is counted, deleted and refetched.  Without a
 secret the id check is all: it covers every byte of blocks and fs objects, but of a
-commit only root_id, creator, creator_name, description and ctime.  Misses of one object share one
-backend fetch (single-flight).  Only objects that pass :func:`objstore.formats.verify_object`
-and fit the server's item limit are cached.
+commit only root_id, creator, creator_name, description and ctime.  Misses of one
+object share one backend fetch (single-flight).  Only objects that pass
+:func:`objstore.formats.verify_object` and fit the server's item limit are cached.
 
 Failures: any error talking to the cache is counted, logged at most every 30 s,
 and the read goes to the backend; connection-level errors open a circuit breaker
@@ -118,10 +118,10 @@ def seal(secret: bytes, key: str, data: bytes) -> bytes:
 
 def unseal(secret: bytes, key: str, value: bytes) -> bytes | None:
     """The bytes of a sealed value, or None if its tag does not match ``key`` and them."""
-    data = value[MAC_SIZE:]
-    if len(value) < MAC_SIZE or not hmac.compare_digest(value[:MAC_SIZE], _mac(secret, key, data)):
+    if len(value) < MAC_SIZE:
         return None
-    return data
+    data = value[MAC_SIZE:]
+    return data if hmac.compare_digest(value[:MAC_SIZE], _mac(secret, key, data)) else None
 
 
 def repo_prefix(prefix: str, repo_id: str) -> str:
