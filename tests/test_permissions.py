@@ -55,7 +55,7 @@ def run_unprivileged(fn: Callable[[], object], timeout: float = 60.0) -> dict[st
                 except Exception as exc:
                     report = {"error": type(exc).__name__, "message": str(exc)}
             report.update(stdout=out.getvalue(), stderr=err.getvalue(), uid=os.geteuid())
-            os.write(wfd, json.dumps(report).encode())
+            os.write(wfd, json.dumps(report, default=repr).encode())
             status = 0
         finally:
             os._exit(status)
