@@ -12,7 +12,8 @@ Key format (the one place is :func:`key_prefix` / :meth:`CachedDriver.key`)::
     sfo1:<ns>:{<repo_id>}:<obj_id>     an object; the value is its stored bytes, verbatim
     sfo1:<ns>:{<repo_id>}:rm           a remove_repo tombstone (blocks cache fills)
 
-``<ns>`` is the first 10 hex digits of ``sha1("<kind>\\n<identity>")`` where kind is
+``<ns>`` is the first 10 hex digits of ``sha1("<kind>\\n<identity>")`` (plus
+``"\\nhmac-sha256"`` with a secret) where kind is
 ``commits``/``fs``/``blocks`` and identity is the backend's ``cache_identity``: its
 secret-free location (``file:///data/storage/fs``, ``s3://host/bucket/prefix``), plus
 a fingerprint of the SSE-C key if any, so a store with the wrong key never gets a
@@ -24,12 +25,20 @@ one MGET on one node and the fill script can check the tombstone atomically.  A
 key is 95 bytes (Seafile's ``<repo_id>-<obj_id>`` is 77 and names neither kind nor
 store).  ``sfo1`` is the format version: a change of value format bumps it.
 
-Reads: local tier -> cache -> backend.  A cached value is only returned after it
-was checked against the object id (see :func:`hit_is_valid`; bytes this process
-already checked are recognised by a digest, see :class:`VerifiedMemo`); a
-mismatch is counted, deleted and refetched.  Misses of one object share one
-backend fetch (single-flight).  Only objects that pass :func:`objstore.formats.verify_object`
-and fit the server's item limit are cached.
+Values: the stored bytes, verbatim; with a ``cache_secret``, ``HMAC-SHA256(secret,
+key NUL bytes) || bytes`` (:func:`seal`), under a namespace of its own (so values
+with and without a tag never meet).  The tag binds the bytes to the full key
+(kind, store, repo, object): whoever can write to the cache but lacks the secret
+cannot forge or move a value.
+
+Reads: local tier -> cache -> backend.  A cached value is only returned after its
+tag (with a secret) and then its object id were checked (see :func:`hit_is_valid`;
+bytes this process already checked are recognised by a digest, see
+:class:`VerifiedMemo`); a mismatch is counted, deleted and refetched.  Without a
+secret the id check is all: it covers every byte of blocks and fs objects, but of a
+commit only root_id, creator, creator_name, description and ctime.  Misses of one
+object share one backend fetch (single-flight).  Only objects that pass
+:func:`objstore.formats.verify_object` and fit the server's item limit are cached.
 
 Failures: any error talking to the cache is counted, logged at most every 30 s,
 and the read goes to the backend; connection-level errors open a circuit breaker
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import socket
 import threading
@@ -81,14 +91,38 @@ _MEMCACHED_MAX_RELATIVE_TTL = 30 * 24 * 3600  # larger expiries are unix times
 # --------------------------------------------------------------------------- keys
 
 
-def namespace(kind: ObjKind, identity: str) -> str:
-    """10 hex digits naming one store (kind + backend location) in a shared cache."""
-    return hashlib.sha1(f"{kind.value}\n{identity}".encode()).hexdigest()[:10]
+def namespace(kind: ObjKind, identity: str, authenticated: bool = False) -> str:
+    """10 hex digits naming one store (kind + backend location, and whether values
+    carry an HMAC tag) in a shared cache."""
+    text = f"{kind.value}\n{identity}" + ("\nhmac-sha256" if authenticated else "")
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def key_prefix(kind: ObjKind, identity: str) -> str:
+def key_prefix(kind: ObjKind, identity: str, authenticated: bool = False) -> str:
     """``sfo1:<ns>:``: every key of this store starts with it."""
-    return f"{KEY_VERSION}:{namespace(kind, identity)}:"
+    return f"{KEY_VERSION}:{namespace(kind, identity, authenticated)}:"
+
+
+# --------------------------------------------------------------------------- values
+
+MAC_SIZE = 32
+
+
+def _mac(secret: bytes, key: str, data: bytes) -> bytes:
+    return hmac.digest(secret, key.encode() + b"\0" + data, "sha256")
+
+
+def seal(secret: bytes, key: str, data: bytes) -> bytes:
+    """The cached value of ``data`` under ``key`` with a secret: its tag, then the bytes."""
+    return _mac(secret, key, data) + data
+
+
+def unseal(secret: bytes, key: str, value: bytes) -> bytes | None:
+    """The bytes of a sealed value, or None if its tag does not match ``key`` and them."""
+    if len(value) < MAC_SIZE:
+        return None
+    data = value[MAC_SIZE:]
+    return data if hmac.compare_digest(value[:MAC_SIZE], _mac(secret, key, data)) else None
 
 
 def repo_prefix(prefix: str, repo_id: str) -> str:
@@ -378,8 +412,11 @@ class RedisRemote(Remote):
         return list(zip(keys, (int(n) for n in pipe.execute())))
 
     def server_stats(self) -> dict[str, dict[str, object]]:
-        info = self.client.info()
-        nodes = info if self.cluster else {"": info}
+        if self.cluster:  # every primary (a plain info() asks one random node)
+            info = self.client.info(target_nodes=self.client.PRIMARIES)
+            nodes = info if "redis_version" not in info else {"": info}  # one primary: flat
+        else:
+            nodes = {"": self.client.info()}
         wanted = (
             "redis_version",
             "used_memory",
@@ -651,7 +688,8 @@ class CachedDriver(WrappingDriver):
 
     ``stats()`` counts, since creation: hits (cache + local), misses, errors, bytes
     (served from cache + local), local_hits, local_bytes/local_items (current),
-    corrupt (cached values that failed the id check), too_large, unverifiable
+    corrupt (cached values that failed the id check), forged (cached values whose
+    HMAC tag did not match: only with a secret), too_large, unverifiable
     (backend bytes that fail verify_object, never cached), coalesced (reads that
     joined another's fetch), fills, bypassed (reads while the breaker was open),
     breaker_open (0/1), pending_invalidations.  Counters are updated without locks
@@ -673,16 +711,18 @@ class CachedDriver(WrappingDriver):
         max_retry_after: float = 30.0,
         memo_entries: int = 65536,
         on_close: Callable[[], None] | None = None,
+        secret: bytes | None = None,
     ) -> None:
         super().__init__(inner)
         self.remote = remote
         self.expiry = expiry
-        self.prefix = key_prefix(inner.kind, inner.cache_identity)
+        self._secret = secret
+        self.prefix = key_prefix(inner.kind, inner.cache_identity, secret is not None)
         self._prefix_open = self.prefix + "{"
         self._local = (
             LocalTier(local_cache_bytes, local_cache_max_age) if local_cache_bytes > 0 else None
         )
-        self._value_limit = remote.value_limit
+        self._value_limit = remote.value_limit - (MAC_SIZE if secret is not None else 0)
         self._verified = VerifiedMemo(memo_entries) if memo_entries > 0 else None
         self._check = self._verified.check if self._verified is not None else hit_is_valid
         self._rget = remote.get
@@ -706,7 +746,8 @@ class CachedDriver(WrappingDriver):
         self._removing: dict[str, float] = {}  # repo -> until (this process's remove_repo)
         # counters
         self._hits = self._misses = self._errors = self._bytes = 0
-        self._local_hits = self._corrupt = self._too_large = self._unverifiable = 0
+        self._local_hits = self._corrupt = self._forged = self._too_large = 0
+        self._unverifiable = 0
         self._coalesced = self._fills = self._bypassed = 0
 
     @classmethod
@@ -721,6 +762,7 @@ class CachedDriver(WrappingDriver):
             local_cache_bytes=cfg.local_cache_bytes,
             local_cache_max_age=cfg.local_cache_max_age,
             on_close=lambda: _release_remote(cfg),
+            secret=cfg.secret.reveal().encode() if cfg.secret is not None else None,
         )
 
     def __repr__(self) -> str:
@@ -751,13 +793,15 @@ class CachedDriver(WrappingDriver):
             outage = self._cache_failed(exc, "GET")
             return self._load(repo_id, obj_id, key, not outage)
         if data is not None:
-            if self._check(self.kind, obj_id, data):
+            if self._secret is not None:
+                data = unseal(self._secret, key, data)
+            if data is not None and self._check(self.kind, obj_id, data):
                 self._hits += 1
                 self._bytes += len(data)
                 if local is not None:
                     local.put(key, data)
                 return data
-            self._drop_corrupt([key])
+            self._drop_corrupt([key], forged=data is None)
         self._misses += 1
         return self._load(repo_id, obj_id, key, True)
 
@@ -794,9 +838,13 @@ class CachedDriver(WrappingDriver):
             else:
                 missing = []
                 bad: list[str] = []
+                forged: list[str] = []
                 kind = self.kind
                 check = self._check
-                for obj_id, key, data in zip(todo, keys, values):
+                for obj_id, key, value in zip(todo, keys, values):
+                    data = None if value is None else self._open_value(key, value)
+                    if value is not None and data is None:
+                        forged.append(key)
                     if data is not None and check(kind, obj_id, data):
                         out[obj_id] = data
                         self._hits += 1
@@ -810,6 +858,8 @@ class CachedDriver(WrappingDriver):
                 self._misses += len(missing)
                 if bad:
                     self._drop_corrupt(bad)
+                if forged:
+                    self._drop_corrupt(forged, forged=True)
         else:
             self._bypassed += len(todo)
         if missing:
@@ -932,8 +982,10 @@ class CachedDriver(WrappingDriver):
             return
         filled = True
         if use_cache and (not self._open_until or self._cache_usable()):
+            secret = self._secret
+            values = ok if secret is None else [(k, seal(secret, k, d)) for k, d in ok]
             try:
-                filled = self.remote.fill(tombstone_key(self.prefix, repo_id), ok, self.expiry)
+                filled = self.remote.fill(tombstone_key(self.prefix, repo_id), values, self.expiry)
             except Exception as exc:
                 self._cache_failed(exc, "SET")
             else:
@@ -1107,17 +1159,26 @@ class CachedDriver(WrappingDriver):
                 if not self._pending:
                     self._pending_overflow = False
 
-    def _drop_corrupt(self, keys: list[str]) -> None:
-        self._corrupt += len(keys)
+    def _open_value(self, key: str, value: bytes) -> bytes | None:
+        """The object bytes of a cached value (None: its HMAC tag does not match)."""
+        return value if self._secret is None else unseal(self._secret, key, value)
+
+    def _drop_corrupt(self, keys: list[str], forged: bool = False) -> None:
+        if forged:
+            self._forged += len(keys)
+        else:
+            self._corrupt += len(keys)
         self._errors += len(keys)
         now = time.monotonic()
         if now >= self._log_next:
             log.warning(
-                "%s returned %d %s value(s) that do not match their object id (e.g. %s); "
-                "dropped, reading from the backend",
+                "%s returned %d %s value(s) that %s (e.g. %s); dropped, reading from the backend",
                 self.remote.name,
                 len(keys),
                 self.kind.value,
+                "fail their HMAC (written without cache_secret, or altered)"
+                if forged
+                else "do not match their object id",
                 keys[0],
             )
             self._log_next = now + _LOG_EVERY
@@ -1142,6 +1203,7 @@ class CachedDriver(WrappingDriver):
             "local_bytes": local.size if local is not None else 0,
             "local_items": len(local) if local is not None else 0,
             "corrupt": self._corrupt,
+            "forged": self._forged,
             "too_large": self._too_large,
             "unverifiable": self._unverifiable,
             "coalesced": self._coalesced,

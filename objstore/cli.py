@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from .config import StoreConfig, load_config
 from .errors import AuthError, ConfigError, InvalidId, ObjStoreError
+from .ids import ObjKind
 from .migration.options import (
     SERVER_SIDE_COPY_MODES,
     VERIFY_MODES,
@@ -47,6 +49,9 @@ examples:
   objstore-migrate /opt/seafile/conf /opt/seafile/conf-s3 --verify hash --bwlimit 50M
   objstore-migrate --plan migrations/disk-to-s3.toml --report disk-to-s3.json
   objstore-migrate old.conf new.conf --shard "$JOB_COMPLETION_INDEX/8"
+
+The environment (SEAF_SERVER_STORAGE_TYPE, S3_*, SEAFILE_DATA_DIR, ...) applies to
+SRC as it does to Seafile; DEST is read as written.
 """
 
 
@@ -288,6 +293,24 @@ def _rate(count: float, seconds: float) -> float:
     return count / seconds if seconds > 0 else 0.0
 
 
+def origins(src: StoreConfig, dest: StoreConfig) -> dict[str, dict[str, str]]:
+    """Per side and kind, where the settings came from (also in the JSON report)."""
+    return {
+        label: {kind.value: cfg.origins.get(kind, cfg.source) for kind in ObjKind}
+        for label, cfg in (("source", src), ("destination", dest))
+    }
+
+
+def print_origins(src: StoreConfig, dest: StoreConfig, out: IO[str]) -> None:
+    """Where each kind's settings come from, for both sides (before anything runs)."""
+    for label, kinds in origins(src, dest).items():
+        config = src if label == "source" else dest
+        out.write(f"{label} {config.source}:\n")
+        for kind, origin in kinds.items():
+            out.write(f"  {kind:<8} {origin}\n")
+    out.flush()
+
+
 def print_summary(result: MigrationResult, out: IO[str]) -> None:
     """The human summary: plan table, copy and verify numbers, failures."""
     w = out.write
@@ -401,7 +424,12 @@ def _migrate(
     from .migration.engine import Migration, MigrationInterrupted
 
     try:
-        migration = Migration.open(src, dest, options, progress=progress)
+        # SRC is the running deployment: the environment applies to it, as it does
+        # to Seafile; DEST is read as written.
+        src_cfg = load_config(src)
+        dst_cfg = load_config(dest, use_env=False)
+        print_origins(src_cfg, dst_cfg, sys.stdout)
+        migration = Migration.open(src_cfg, dst_cfg, options, progress=progress)
     except (ConfigError, AuthError) as exc:
         return _error(str(exc), report)
     except ObjStoreError as exc:
@@ -422,7 +450,7 @@ def _migrate(
     sys.stdout.flush()
     if report is not None:
         try:
-            write_report(report, result.to_dict())
+            write_report(report, {**result.to_dict(), "origins": origins(src_cfg, dst_cfg)})
         except OSError as exc:
             sys.stderr.write(f"{PROG}: error: cannot write the report {report}: {exc}\n")
             return max(result.exit_code, EXIT_FAILED)

@@ -8,11 +8,13 @@ repr and message.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +127,7 @@ class RedisConfig:
     local_cache_bytes: int = 0
     local_cache_max_age: float = 300.0
     timeout: float = 1.0
+    secret: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -140,20 +143,33 @@ class MemcachedConfig:
     local_cache_bytes: int = 0
     local_cache_max_age: float = 300.0
     timeout: float = 1.0
+    secret: Secret | None = None
 
 
 CacheConfig = Union[RedisConfig, MemcachedConfig]
+"""Both carry ``secret`` (``cache_secret``): the key that authenticates cached values."""
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Everything objstore reads from one seafile.conf (or the environment)."""
+    """Everything objstore reads from one seafile.conf and the environment.
+
+    ``origins`` says, per kind, where its backend came from (``environment
+    (SEAF_SERVER_STORAGE_TYPE=s3)``, ``/etc/seafile/seafile.conf [block_backend]``...);
+    ``cache_origin`` the same for the cache (None: no cache)."""
 
     source: str
     backends: Mapping[ObjKind, BackendConfig]
     cache: CacheConfig | None = None
     store_crypt_key: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    origins: Mapping[ObjKind, str] = field(default_factory=dict, compare=False)
+    cache_origin: str | None = field(default=None, compare=False)
+
+    def describe(self) -> list[str]:
+        """One line per kind and one for the cache: which source each came from."""
+        lines = [f"{kind.value}: {self.origins.get(kind, self.source)}" for kind in ObjKind]
+        return [*lines, f"cache: {self.cache_origin or 'none'}"]
 
 
 # ---------------------------------------------------------------- value parsing
@@ -234,6 +250,12 @@ def parse_host(text: str) -> str:
         except ValueError:
             raise ValueError(f"bad port {port!r} (1-65535)") from None
     return host
+
+
+def check_cache_secret(text: str) -> Secret:
+    if len(text.encode("utf-8")) < 16:
+        raise ValueError("must be at least 16 bytes (a random string: it keys an HMAC)")
+    return Secret(text)
 
 
 def check_sse_c_key(text: str) -> Secret:
@@ -325,6 +347,7 @@ _REDIS_OPTIONS: dict[str, Conv] = {
     "cached_kinds": parse_kinds,
     "local_cache_size": parse_size,
     "local_cache_max_age": parse_seconds,
+    "cache_secret": check_cache_secret,
 }
 _MEMCACHED_OPTIONS: dict[str, Conv] = {
     "memcached_options": str,
@@ -334,6 +357,7 @@ _MEMCACHED_OPTIONS: dict[str, Conv] = {
     "cached_kinds": parse_kinds,
     "local_cache_size": parse_size,
     "local_cache_max_age": parse_seconds,
+    "cache_secret": check_cache_secret,
 }
 _STORE_CRYPT_OPTIONS: dict[str, Conv] = {"key_path": str}
 
@@ -343,6 +367,7 @@ _SCHEMAS: dict[str, dict[str, Conv]] = {
     "store_crypt": _STORE_CRYPT_OPTIONS,
 }
 _BACKEND_SECTIONS = {kind.section: kind for kind in ObjKind}
+_SECRET_CONVERTERS = (Secret, check_sse_c_key, check_cache_secret)
 
 # Sections Seafile itself reads from seafile.conf; left alone, never reported.
 _SEAFILE_SECTIONS = {
@@ -361,10 +386,14 @@ def _suggest(word: str, choices: object) -> str:
 
 
 class _Section:
-    """Typed access to one section, recording which options were read."""
+    """Typed access to one section, recording which options were read.  ``where``
+    names the section in warnings (``[block_backend]``, or the environment)."""
 
-    def __init__(self, kf: KeyFile, name: str, schema: Mapping[str, Conv]) -> None:
+    def __init__(
+        self, kf: KeyFile, name: str, schema: Mapping[str, Conv], where: str | None = None
+    ) -> None:
         self.kf, self.name, self.schema = kf, name, schema
+        self.where = where or f"[{name}]"
         self.values = dict(kf.groups.get(name, {}))
         for option in self.values:
             if option not in schema:
@@ -379,7 +408,7 @@ class _Section:
         try:
             return self.schema[option](raw)  # type: ignore[return-value]
         except ValueError as exc:
-            shown = "" if self.schema[option] in (Secret, check_sse_c_key) else f" {raw[:60]!r}"
+            shown = "" if self.schema[option] in _SECRET_CONVERTERS else f" {raw[:60]!r}"
             raise self.kf.error(f"bad value{shown}: {exc}", self.name, option) from None
 
     def text(self, option: str) -> str | None:
@@ -394,20 +423,55 @@ class _Section:
 # ---------------------------------------------------------------- loaders
 
 
-def _fs_config(sec: _Section, base: Path, data_dir: Path | None) -> FsConfig:
+class _DataDir:
+    """Where fs backends without ``dir`` keep their objects, and who said so."""
+
+    def __init__(self, path: Path | None, origin: str, how_to_give: str = "") -> None:
+        self.path, self.origin, self.how_to_give = path, origin, how_to_give
+
+    @classmethod
+    def find(
+        cls, data_dir: str | os.PathLike[str] | None, env: Mapping[str, str], use_env: bool
+    ) -> _DataDir:
+        """``data_dir=``, else ``SEAFILE_DATA_DIR``, else ``SEAFILE_CONF_DIR`` (seafobj's
+        fallback: Seafile's scripts point it at the data dir)."""
+        if data_dir is not None:
+            return cls(Path(data_dir), f"data_dir={os.fspath(data_dir)}")
+        for var in DATA_DIR_VARS:
+            if env.get(var):
+                return cls(Path(env[var]), f"{var}={env[var]}")
+        if use_env:
+            return cls(None, "", "pass data_dir= or set SEAFILE_DATA_DIR")
+        return cls(None, "", "pass data_dir= (this configuration is read without the environment)")
+
+
+def _fs_config(sec: _Section, base: Path, data: _DataDir) -> FsConfig:
     raw = sec.text("dir")
     if raw is not None:
         path = Path(os.path.expanduser(raw))
         return FsConfig(path if path.is_absolute() else (base / path))
-    if data_dir is None:
-        raise sec.error(
-            "the fs backend needs a directory: set 'dir', pass data_dir= or set SEAFILE_DATA_DIR",
-            "dir",
-        )
-    return FsConfig(data_dir)
+    if data.path is None:
+        raise sec.error(f"the fs backend needs a directory: set 'dir' or {data.how_to_give}", "dir")
+    return FsConfig(data.path)
 
 
-def _s3_config(sec: _Section, warnings: list[str]) -> S3Config:
+def _key_prefix(sec: _Section, warnings: list[str]) -> str:
+    """``key_prefix`` as a folder: a missing trailing '/' is added, a leading '/' refused."""
+    prefix = sec.text("key_prefix") or ""
+    if not prefix:
+        return ""
+    if prefix.startswith("/") or "//" in prefix:
+        raise sec.error("must not start with '/' or contain '//'", "key_prefix")
+    added = "" if prefix.endswith("/") else " (a trailing '/' was added)"
+    prefix = prefix if not added else prefix + "/"
+    warnings.append(
+        f"{sec.where} key_prefix {prefix!r}{added}: Seafile itself does not read prefixed "
+        "keys, so objects written under a prefix are invisible to a Seafile server"
+    )
+    return prefix
+
+
+def _s3_config(sec: _Section, warnings: list[str], iam_role_env: bool = False) -> S3Config:
     bucket = sec.text("bucket")
     if bucket is None:
         raise sec.error("required for name = s3 (the bucket holding this kind)", "bucket")
@@ -422,6 +486,17 @@ def _s3_config(sec: _Section, warnings: list[str]) -> S3Config:
             "give both key_id and key, or neither (then boto3's credential chain is used)",
             "key" if key is None else "key_id",
         )
+    if key_id is not None and (iam_role_env or sec.get("use_iam_role", False)):
+        by = (
+            f"{IAM_ROLE_VAR}=true (environment, which Seafile applies to seafile.conf too)"
+            if iam_role_env
+            else "use_iam_role = true"
+        )
+        raise sec.error(
+            f"{by} and key_id/key exclude each other: remove key_id and key to use the "
+            "role, or drop use_iam_role",
+            "key_id",
+        )
     cfg = S3Config(
         bucket=bucket,
         key_id=key_id,
@@ -432,7 +507,7 @@ def _s3_config(sec: _Section, warnings: list[str]) -> S3Config:
         path_style_request=sec.get("path_style_request", False),
         aws_region=sec.text("aws_region") or "us-east-1",
         sse_c_key=sec.get("sse_c_key", None),
-        key_prefix=sec.text("key_prefix") or "",
+        key_prefix=_key_prefix(sec, warnings),
         storage_class=sec.text("storage_class"),
         session_token=sec.get("session_token", None) if sec.text("session_token") else None,
         ca_file=sec.text("ca_file"),
@@ -455,8 +530,21 @@ def _s3_config(sec: _Section, warnings: list[str]) -> S3Config:
     )
     _check_s3(cfg, sec.error)
     if not cfg.path_style_request:
-        warnings.extend(f"[{sec.name}] {w}" for w in bucket_warnings)
+        warnings.extend(f"{sec.where} {w}" for w in bucket_warnings)
     return cfg
+
+
+def _path_problem(path: str, want_dir: bool) -> str | None:
+    """Why ``path`` cannot be used as a file (or directory), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "no such directory" if want_dir else "no such file"
+    except OSError as exc:
+        return f"cannot access {path}: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode) != want_dir:
+        return "not a directory" if want_dir else "not a file"
+    return None
 
 
 def _check_s3(cfg: S3Config, error: Callable[[str, str], ConfigError]) -> None:
@@ -466,20 +554,16 @@ def _check_s3(cfg: S3Config, error: Callable[[str, str], ConfigError]) -> None:
             raise error("SSE-C needs use_v4_signature = true", "sse_c_key")
         if not cfg.use_https:
             raise error("SSE-C needs use_https = true (the key travels in headers)", "sse_c_key")
-    if cfg.key_prefix.startswith("/") or "//" in cfg.key_prefix:
-        raise error("must not start with '/' or contain '//'", "key_prefix")
-    if cfg.key_prefix and not cfg.key_prefix.endswith("/"):
-        raise error("must end with '/' (e.g. 'seafile/blocks/')", "key_prefix")
     if cfg.proxy_scheme not in ("http", "https"):
         raise error("must be http or https", "proxy_scheme")
     if cfg.proxy_port is not None and cfg.proxy_host is None:
         raise error("proxy_port without proxy_host", "proxy_port")
     if (cfg.proxy_user is None) != (cfg.proxy_password is None):
         raise error("give both proxy_user and proxy_password, or neither", "proxy_user")
-    if cfg.ca_file and not os.path.isfile(cfg.ca_file):
-        raise error("no such file", "ca_file")
-    if cfg.ca_path and not os.path.isdir(cfg.ca_path):
-        raise error("no such directory", "ca_path")
+    for option, path, want_dir in (("ca_file", cfg.ca_file, False), ("ca_path", cfg.ca_path, True)):
+        problem = _path_problem(path, want_dir) if path else None
+        if problem:
+            raise error(problem, option)
     if (cfg.ca_file or cfg.ca_path) and not cfg.use_https:
         log.debug("ca_file/ca_path given without use_https: they are unused")
     if cfg.request_timeout < cfg.connect_timeout:
@@ -494,28 +578,38 @@ def _check_s3(cfg: S3Config, error: Callable[[str, str], ConfigError]) -> None:
         raise error(f"bad region {cfg.aws_region[:40]!r}", "aws_region")
 
 
-def _backend(kf: KeyFile, kind: ObjKind, base: Path, data_dir: Path | None,
-             warnings: list[str]) -> BackendConfig:  # fmt: skip
+def _backend(
+    kf: KeyFile, kind: ObjKind, base: Path, data: _DataDir, warnings: list[str],
+    iam_role_env: bool = False,
+) -> tuple[BackendConfig, str]:  # fmt: skip
+    """One kind's backend from its section, and where it came from."""
     section = kind.section
     if section not in kf.groups:
-        if data_dir is None:
+        if data.path is None:
             raise kf.error(
                 "section missing, so objects live under the data dir, but none was given "
-                "(pass data_dir= or set SEAFILE_DATA_DIR)",
+                f"({data.how_to_give})",
                 section=section,
             )
-        return FsConfig(data_dir)
+        return FsConfig(data.path), f"{kf.source} (no [{section}]: data dir {data.origin})"
+    origin = f"{kf.source} [{section}]"
     name = (kf.groups[section].get("name") or "fs").strip()
     if name == "fs":
-        return _fs_config(_Section(kf, section, _FS_OPTIONS), base, data_dir)
+        sec = _Section(kf, section, _FS_OPTIONS)
+        if sec.text("dir") is None and data.path is not None:
+            origin += f" (no dir: data dir {data.origin})"
+        return _fs_config(sec, base, data), origin
     if name == "s3":
-        return _s3_config(_Section(kf, section, _S3_OPTIONS), warnings)
+        return _s3_config(_Section(kf, section, _S3_OPTIONS), warnings, iam_role_env), origin
     raise kf.error(
         f"unsupported backend {name[:30]!r} (objstore supports fs and s3)", section, "name"
     )
 
 
-def _parse_memcached_options(text: str) -> tuple[list[tuple[str, int]], dict[str, int]]:
+def _parse_memcached_options(
+    text: str, unused: list[str]
+) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """Servers and pool sizes; libmemcached's other options go to ``unused``."""
     servers: list[tuple[str, int]] = []
     pool: dict[str, int] = {}
     for token in text.split():
@@ -529,7 +623,7 @@ def _parse_memcached_options(text: str) -> tuple[list[tuple[str, int]], dict[str
         elif opt in ("--POOL-MIN", "--POOL-MAX"):
             pool[opt] = parse_int(value, 1, 100000)
         elif opt.startswith("--"):
-            continue  # libmemcached tuning options Seafile passes through; no effect here
+            unused.append(opt)  # libmemcached tuning that pymemcache has no use for
         else:
             raise ValueError(f"unexpected {token[:40]!r}; expected --SERVER=host:port ...")
     if not servers:
@@ -537,11 +631,12 @@ def _parse_memcached_options(text: str) -> tuple[list[tuple[str, int]], dict[str
     return servers, pool
 
 
-def _cache(kf: KeyFile) -> CacheConfig | None:
+def _cache(kf: KeyFile, warnings: list[str]) -> CacheConfig | None:
+    """The cache from seafile.conf: ``[redis]`` (which needs ``redis_host``) wins over
+    ``[memcached]``, as in seafobj."""
     if "redis" in kf.groups:
         sec = _Section(kf, "redis", _REDIS_OPTIONS)
-        return RedisConfig(
-            host=sec.text("redis_host") or "127.0.0.1",
+        redis = RedisConfig(
             port=sec.get("redis_port", 6379),
             password=sec.get("redis_password", None) if sec.text("redis_password") else None,
             db=sec.get("redis_db", 0),
@@ -552,16 +647,35 @@ def _cache(kf: KeyFile) -> CacheConfig | None:
             local_cache_bytes=sec.get("local_cache_size", 0),
             local_cache_max_age=sec.get("local_cache_max_age", 300.0),
             timeout=sec.get("redis_timeout", 1.0),
+            secret=sec.get("cache_secret", None),
         )
+        host = sec.text("redis_host")
+        if host is None:
+            raise sec.error(
+                "required: the Redis server (Seafile ignores a [redis] section without "
+                "redis_host; objstore refuses to guess 127.0.0.1)",
+                "redis_host",
+            )
+        if redis.cluster and redis.db != 0:
+            raise sec.error("a Redis Cluster has only database 0", "redis_db")
+        if "memcached" in kf.groups:
+            warnings.append("[memcached] is not used: [redis] wins, as in Seafile")
+        return dataclasses.replace(redis, host=host)
     if "memcached" in kf.groups:
         sec = _Section(kf, "memcached", _MEMCACHED_OPTIONS)
         raw = sec.text("memcached_options")
         if raw is None:
             raise sec.error("required: --SERVER=host:port [--SERVER=...]", "memcached_options")
+        unused: list[str] = []
         try:
-            servers, pool = _parse_memcached_options(raw)
+            servers, pool = _parse_memcached_options(raw, unused)
         except ValueError as exc:
             raise sec.error(str(exc), "memcached_options") from None
+        if unused:
+            warnings.append(
+                f"[memcached] memcached_options: {', '.join(unused)} not used (libmemcached "
+                "options; objstore talks to memcached with pymemcache)"
+            )
         return MemcachedConfig(
             servers=tuple(servers),
             pool_min=pool.get("--POOL-MIN", 10),
@@ -572,8 +686,24 @@ def _cache(kf: KeyFile) -> CacheConfig | None:
             local_cache_bytes=sec.get("local_cache_size", 0),
             local_cache_max_age=sec.get("local_cache_max_age", 300.0),
             timeout=sec.get("memcached_timeout", 1.0),
+            secret=sec.get("cache_secret", None),
         )
     return None
+
+
+UNAUTHENTICATED_CACHE = (
+    "cached values are not authenticated (no cache_secret): each is checked against its "
+    "object id only, and a commit id covers only root_id, creator, creator_name, "
+    "description and ctime, so whoever can write to the cache can change a cached "
+    "commit's other fields (parent_id, repo_name, encryption fields...); set cache_secret "
+    "(OBJSTORE_CACHE_SECRET in the environment form)"
+)
+
+
+def _cache_warnings(cache: CacheConfig | None, origin: str | None) -> list[str]:
+    if cache is None or cache.secret is not None:
+        return []
+    return [f"{origin}: {UNAUTHENTICATED_CACHE}"]
 
 
 def _check_sections(kf: KeyFile) -> None:
@@ -586,151 +716,321 @@ def _check_sections(kf: KeyFile) -> None:
             raise kf.error(f"unknown section{hint}", section=name)
 
 
+def refuse_storage_classes(kf: KeyFile | None, env: Mapping[str, str]) -> None:
+    """Seafile's storage classes (several backends in one installation) are not
+    supported yet: ``SEAF_SERVER_STORAGE_TYPE=multiple``, or (when the storage comes
+    from seafile.conf) ``[storage] enable_storage_classes = true``, is a ConfigError.
+    The one place that refuses them."""
+    why = (
+        "storage classes (Seafile's multiple storage backends) are not supported yet: "
+        "objstore would open one store where Seafile uses several"
+    )
+    if env.get(STORAGE_TYPE_VAR) == "multiple":
+        raise ConfigError(why, file=ENV_SOURCE, option=STORAGE_TYPE_VAR)
+    if kf is None or "storage" not in kf.groups:
+        return
+    raw = kf.groups["storage"].get("enable_storage_classes")
+    if raw is None:
+        return
+    try:
+        enabled = parse_bool(raw)
+    except ValueError as exc:
+        raise kf.error(
+            f"bad value {raw[:20]!r}: {exc}", "storage", "enable_storage_classes"
+        ) from None
+    if enabled:
+        raise kf.error(why, "storage", "enable_storage_classes")
+
+
 def resolve_conf_path(path: str | os.PathLike[str]) -> Path:
-    """A seafile.conf file, or a directory holding one."""
+    """A seafile.conf file, or a directory holding one.  ConfigError (naming the path)
+    when it, or a directory on the way, cannot be entered."""
     p = Path(path)
-    if p.is_dir():
-        inner = p / CONF_NAME
-        if not inner.exists():
-            raise ConfigError(f"directory has no {CONF_NAME}", file=str(p))
-        return inner
+    try:
+        if p.is_dir():
+            inner = p / CONF_NAME
+            if not inner.exists():
+                raise ConfigError(f"directory has no {CONF_NAME}", file=str(p))
+            return inner
+    except PermissionError as exc:
+        raise ConfigError(
+            f"cannot access {exc.filename or p}: permission denied", file=str(p)
+        ) from None
     return p
+
+
+def _store_crypt(kf: KeyFile, conf: Path) -> Path | None:
+    if "store_crypt" not in kf.groups:
+        return None
+    sec = _Section(kf, "store_crypt", _STORE_CRYPT_OPTIONS)
+    raw = sec.text("key_path")
+    if raw is None:
+        raise sec.error("required: the file holding enc_key and enc_iv", "key_path")
+    return Path(raw) if Path(raw).is_absolute() else conf.parent / raw
 
 
 def load_config(
     path: str | os.PathLike[str], *, data_dir: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, use_env: bool = True,
 ) -> StoreConfig:  # fmt: skip
-    """Read and validate a seafile.conf (or a directory holding one).
+    """Read and validate a seafile.conf (or a directory holding one), with the
+    environment applied as Seafile applies it (``use_env``, the default).
 
-    ``data_dir`` (default: ``SEAFILE_DATA_DIR`` from ``env``) is where fs backends
-    without ``dir`` keep their objects.  Relative ``dir`` values are taken
+    The environment (``env``, default ``os.environ``) wins where Seafile lets it:
+    ``SEAF_SERVER_STORAGE_TYPE=s3|disk`` replaces the three backend sections,
+    ``CACHE_PROVIDER=redis|memcached`` replaces ``[redis]``/``[memcached]``,
+    ``S3_USE_IAM_ROLE=true`` applies to s3 sections; unknown values are ConfigErrors
+    naming the variable (see the README's precedence table).  ``use_env=False``
+    reads the file as written and nothing else (not even ``SEAFILE_DATA_DIR``): a
+    migration's destination.
+
+    ``data_dir`` (default: ``SEAFILE_DATA_DIR``, then ``SEAFILE_CONF_DIR``) is where fs
+    backends without ``dir`` keep their objects.  Relative ``dir`` values are taken
     relative to the directory holding the file.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = (os.environ if env is None else env) if use_env else {}
     conf = resolve_conf_path(path)
     kf = read_keyfile(conf)
     _check_sections(kf)
-    data = data_dir if data_dir is not None else env.get("SEAFILE_DATA_DIR") or None
-    data_path = Path(data) if data is not None else None
+    data = _DataDir.find(data_dir, environ, use_env)
+    warnings: list[str] = []
     # Sections that are present first (cache, store_crypt, then backends), so their
     # mistakes are reported before a missing data dir.
-    cache = _cache(kf)
-    crypt = None
-    if "store_crypt" in kf.groups:
-        sec = _Section(kf, "store_crypt", _STORE_CRYPT_OPTIONS)
-        raw = sec.text("key_path")
-        if raw is None:
-            raise sec.error("required: the file holding enc_key and enc_iv", "key_path")
-        crypt = Path(raw) if Path(raw).is_absolute() else conf.parent / raw
-    warnings: list[str] = []
-    order = sorted(ObjKind, key=lambda kind: kind.section not in kf.groups)
-    built = {kind: _backend(kf, kind, conf.parent, data_path, warnings) for kind in order}
-    backends = {kind: built[kind] for kind in ObjKind}
+    env_cache = _env_cache(environ)
+    if env_cache is None:
+        cache, cache_origin = _cache(kf, warnings), None
+        if cache is not None:
+            cache_origin = f"{conf} [{'redis' if 'redis' in kf.groups else 'memcached'}]"
+    else:
+        cache, cache_origin = env_cache
+        warnings.extend(
+            f"[{name}] is not used: {cache_origin} wins, as in Seafile"
+            for name in ("redis", "memcached")
+            if name in kf.groups
+        )
+    warnings.extend(_cache_warnings(cache, cache_origin))
+    crypt = _store_crypt(kf, conf)
+    env_storage = _env_storage(environ, data)
+    if env_storage is None:
+        refuse_storage_classes(kf, environ)
+        iam_role_env = _env_bool(environ, IAM_ROLE_VAR) == "true"
+        order = sorted(ObjKind, key=lambda kind: kind.section not in kf.groups)
+        built = {
+            kind: _backend(kf, kind, conf.parent, data, warnings, iam_role_env) for kind in order
+        }
+        backends = {kind: built[kind][0] for kind in ObjKind}
+        origins = {kind: built[kind][1] for kind in ObjKind}
+    else:
+        backends, origins, env_warnings = env_storage
+        warnings.extend(env_warnings)
+        origin = origins[ObjKind.COMMIT]
+        if crypt is not None:
+            raise kf.error(
+                f"{origin} replaces the backend sections, and Seafile then reads objects "
+                "without [store_crypt]: unset the variable or remove [store_crypt]",
+                "store_crypt",
+                "key_path",
+            )
+        overridden = [f"[{k.section}]" for k in ObjKind if k.section in kf.groups]
+        if "enable_storage_classes" in kf.groups.get("storage", {}):
+            overridden.append("[storage] enable_storage_classes")
+        warnings.extend(f"{s} is not used: {origin} wins, as in Seafile" for s in overridden)
     for w in warnings:
         log.warning("%s: %s", conf, w)
-    return StoreConfig(str(conf), backends, cache, crypt, tuple(warnings))
+    return StoreConfig(str(conf), backends, cache, crypt, tuple(warnings), origins, cache_origin)
 
 
-# ---------------------------------------------------------------- environment form
+# ---------------------------------------------------------------- the environment (Seafile's rules)
+
+STORAGE_TYPE_VAR = "SEAF_SERVER_STORAGE_TYPE"
+CACHE_PROVIDER_VAR = "CACHE_PROVIDER"
+IAM_ROLE_VAR = "S3_USE_IAM_ROLE"
+DATA_DIR_VARS = ("SEAFILE_DATA_DIR", "SEAFILE_CONF_DIR")
 
 _ENV_S3 = {
     "S3_KEY_ID": "key_id", "S3_SECRET_KEY": "key", "S3_HOST": "host",
     "S3_AWS_REGION": "aws_region", "S3_USE_V4_SIGNATURE": "use_v4_signature",
     "S3_USE_HTTPS": "use_https", "S3_PATH_STYLE_REQUEST": "path_style_request",
-    "S3_SSE_C_KEY": "sse_c_key", "S3_USE_IAM_ROLE": "use_iam_role",
+    "S3_SSE_C_KEY": "sse_c_key", IAM_ROLE_VAR: "use_iam_role",
     "S3_KEY_PREFIX": "key_prefix", "S3_STORAGE_CLASS": "storage_class",
     "S3_SESSION_TOKEN": "session_token", "S3_CA_FILE": "ca_file",
 }  # fmt: skip
+_ENV_BOOLS = {"S3_USE_V4_SIGNATURE", "S3_USE_HTTPS", "S3_PATH_STYLE_REQUEST", IAM_ROLE_VAR}
 _ENV_BUCKETS = {
     ObjKind.COMMIT: "S3_COMMIT_BUCKET",
     ObjKind.FS: "S3_FS_BUCKET",
     ObjKind.BLOCK: "S3_BLOCK_BUCKET",
 }
+CACHE_SECRET_VAR = "OBJSTORE_CACHE_SECRET"
+_ENV_REDIS = {
+    "REDIS_HOST": "redis_host", "REDIS_PORT": "redis_port", "REDIS_PASSWORD": "redis_password",
+    "REDIS_MAX_CONNECTIONS": "max_connections", "REDIS_EXPIRY": "redis_expiry",
+    CACHE_SECRET_VAR: "cache_secret",
+}  # fmt: skip
+_ENV_MEMCACHED = {"MEMCACHED_EXPIRY": "memcached_expiry", CACHE_SECRET_VAR: "cache_secret"}
 
 
-def config_from_env(env: Mapping[str, str] | None = None) -> StoreConfig:
-    """The environment form Seafile's Docker images use (``SEAF_SERVER_STORAGE_TYPE``,
-    ``S3_*``, ``CACHE_PROVIDER``, ``REDIS_*``, ``MEMCACHED_*``).  Errors name the variable."""
-    env = os.environ if env is None else env
-    source = ENV_SOURCE
-    kind_of = (env.get("SEAF_SERVER_STORAGE_TYPE") or "").strip().lower()
-    kf = KeyFile(source)
-    if kind_of == "s3":
-        for kind, var in _ENV_BUCKETS.items():
-            group = {"name": "s3"}
-            bucket = env.get(var, "").strip()
-            if not bucket:
-                raise ConfigError(
-                    "required when SEAF_SERVER_STORAGE_TYPE=s3", file=source, option=var
-                )
-            group["bucket"] = bucket
-            for var_name, option in _ENV_S3.items():
-                if env.get(var_name, "").strip():
-                    group[option] = env[var_name].strip()
-            kf.groups[kind.section] = group
-    elif kind_of in ("disk", "fs", ""):
-        if not env.get("SEAFILE_DATA_DIR"):
-            raise ConfigError(
-                "SEAF_SERVER_STORAGE_TYPE=disk needs SEAFILE_DATA_DIR",
-                file=source,
-                option="SEAFILE_DATA_DIR",
-            )
-    else:
-        raise ConfigError(
-            f"must be s3 or disk, not {kind_of[:20]!r}",
-            file=source,
-            option="SEAF_SERVER_STORAGE_TYPE",
+def _env_error(message: str, var: str) -> ConfigError:
+    return ConfigError(message, file=ENV_SOURCE, option=var)
+
+
+def _env_bool(env: Mapping[str, str], var: str) -> str | None:
+    """``true``/``false`` exactly, or None when unset or blank: Seafile compares with
+    ``"true"``, so anything else would silently mean false there."""
+    raw = env.get(var, "")
+    if raw == "":
+        return None
+    if raw not in ("true", "false"):
+        raise _env_error(
+            f"must be true or false, not {raw[:20]!r} (Seafile reads anything but 'true' as false)",
+            var,
         )
-    provider = (env.get("CACHE_PROVIDER") or "").strip().lower()
-    if provider == "redis":
-        kf.groups["redis"] = {
-            option: env[var].strip()
-            for var, option in (
-                ("REDIS_HOST", "redis_host"), ("REDIS_PORT", "redis_port"),
-                ("REDIS_PASSWORD", "redis_password"), ("REDIS_MAX_CONNECTIONS", "max_connections"),
-                ("REDIS_EXPIRY", "redis_expiry"),
-            )
-            if env.get(var, "").strip()
-        }  # fmt: skip
-    elif provider == "memcached":
-        host = env.get("MEMCACHED_HOST", "").strip() or "127.0.0.1"
-        port = env.get("MEMCACHED_PORT", "").strip() or "11211"
-        kf.groups["memcached"] = {"memcached_options": f"--SERVER={host}:{port}"}
-        if env.get("MEMCACHED_EXPIRY", "").strip():
-            kf.groups["memcached"]["memcached_expiry"] = env["MEMCACHED_EXPIRY"].strip()
-    elif provider:
-        raise ConfigError(
-            f"must be redis or memcached, not {provider[:20]!r}",
-            file=source,
-            option="CACHE_PROVIDER",
-        )
-    data = env.get("SEAFILE_DATA_DIR") or None
+    return raw
+
+
+def _env_group(env: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str]:
+    """The options set by the given variables (blank values count as unset)."""
+    group = {}
+    for var, option in names.items():
+        value = _env_bool(env, var) if var in _ENV_BOOLS else env.get(var, "").strip()
+        if value:
+            group[option] = value
+    return group
+
+
+def _reraise_for_env(exc: ConfigError) -> ConfigError:
+    """A ConfigError from the synthetic key file, renamed to the variable that set it."""
+    return ConfigError(exc.reason, file=ENV_SOURCE, option=_env_name(exc.option, exc.section))
+
+
+_EnvStorage = tuple[dict[ObjKind, BackendConfig], dict[ObjKind, str], list[str]]
+
+
+def _all_fs(path: Path, origin: str) -> _EnvStorage:
+    """Every kind on the filesystem under ``path``."""
+    return {k: FsConfig(path) for k in ObjKind}, dict.fromkeys(ObjKind, origin), []
+
+
+def _env_storage(env: Mapping[str, str], data: _DataDir) -> _EnvStorage | None:
+    """The backends ``SEAF_SERVER_STORAGE_TYPE`` describes (with their origins and
+    warnings), or None when it is unset or blank (seafile.conf then decides)."""
+    storage_type = env.get(STORAGE_TYPE_VAR, "")
+    if storage_type == "":
+        return None
+    refuse_storage_classes(None, env)
     warnings: list[str] = []
+    if storage_type == "disk":
+        if data.path is None:
+            raise _env_error(
+                f"{STORAGE_TYPE_VAR}=disk needs the data dir (objects under "
+                "$SEAFILE_DATA_DIR/storage)",
+                "SEAFILE_DATA_DIR",
+            )
+        return _all_fs(data.path, f"{ENV_SOURCE} ({STORAGE_TYPE_VAR}=disk, data dir {data.origin})")
+    if storage_type != "s3":
+        raise _env_error(
+            f"must be s3, disk or multiple (or unset: seafile.conf decides), not "
+            f"{storage_type[:20]!r}",
+            STORAGE_TYPE_VAR,
+        )
+    kf = KeyFile(ENV_SOURCE)
+    shared = _env_group(env, _ENV_S3)
+    for kind, var in _ENV_BUCKETS.items():
+        bucket = env.get(var, "").strip()
+        if not bucket:
+            raise _env_error(f"required when {STORAGE_TYPE_VAR}=s3", var)
+        kf.groups[kind.section] = {"name": "s3", "bucket": bucket, **shared}
+    backends: dict[ObjKind, BackendConfig] = {}
     try:
-        backends = {
-            kind: _backend(kf, kind, Path.cwd(), Path(data) if data else None, warnings)
-            for kind in ObjKind
-        }
-        cache = _cache(kf)
+        for kind in ObjKind:
+            where = f"{ENV_SOURCE} ({kind.value})"
+            sec = _Section(kf, kind.section, _S3_OPTIONS, where)
+            backends[kind] = _s3_config(sec, warnings)
     except ConfigError as exc:
-        raise ConfigError(
-            exc.reason, file=source, option=_env_name(exc.option, exc.section)
-        ) from None
+        raise _reraise_for_env(exc) from None
+    origin = f"{ENV_SOURCE} ({STORAGE_TYPE_VAR}=s3)"
+    return backends, dict.fromkeys(ObjKind, origin), warnings
+
+
+def _env_cache(env: Mapping[str, str]) -> tuple[CacheConfig, str] | None:
+    """The cache ``CACHE_PROVIDER`` describes, and its origin; None when it is unset or
+    blank (seafile.conf then decides).  Without its host variable it is an error:
+    Seafile then runs without a cache, and guessing 127.0.0.1 would be a silent
+    difference."""
+    provider = env.get(CACHE_PROVIDER_VAR, "")
+    if provider == "":
+        return None
+    origin = f"{ENV_SOURCE} ({CACHE_PROVIDER_VAR}={provider})"
+    kf = KeyFile(ENV_SOURCE)
+    if provider == "redis":
+        if not env.get("REDIS_HOST", "").strip():
+            raise _env_error(
+                f"{CACHE_PROVIDER_VAR}=redis needs REDIS_HOST (Seafile then runs without "
+                "a cache; objstore refuses to guess 127.0.0.1)",
+                "REDIS_HOST",
+            )
+        kf.groups["redis"] = _env_group(env, _ENV_REDIS)
+    elif provider == "memcached":
+        host = env.get("MEMCACHED_HOST", "").strip()
+        if not host:
+            raise _env_error(
+                f"{CACHE_PROVIDER_VAR}=memcached needs MEMCACHED_HOST (Seafile then runs "
+                "without a cache; objstore refuses to guess 127.0.0.1)",
+                "MEMCACHED_HOST",
+            )
+        port = env.get("MEMCACHED_PORT", "").strip() or "11211"
+        kf.groups["memcached"] = {
+            "memcached_options": f"--SERVER={host}:{port}",
+            **_env_group(env, _ENV_MEMCACHED),
+        }
+    else:
+        raise _env_error(
+            f"must be redis or memcached (or unset: seafile.conf decides), not {provider[:20]!r}",
+            CACHE_PROVIDER_VAR,
+        )
+    try:
+        cache = _cache(kf, [])
+    except ConfigError as exc:
+        raise _reraise_for_env(exc) from None
+    assert cache is not None
+    return cache, origin
+
+
+def config_from_env(
+    env: Mapping[str, str] | None = None, *, data_dir: str | os.PathLike[str] | None = None
+) -> StoreConfig:
+    """The configuration from the environment alone (Seafile's Docker form:
+    ``SEAF_SERVER_STORAGE_TYPE``, ``S3_*``, ``CACHE_PROVIDER``, ``REDIS_*``,
+    ``MEMCACHED_*``), with the same rules as :func:`load_config`.  Unset
+    ``SEAF_SERVER_STORAGE_TYPE`` means disk under the data dir.  Errors name the variable."""
+    environ = os.environ if env is None else env
+    data = _DataDir.find(data_dir, environ, True)
+    env_storage = _env_storage(environ, data)
+    if env_storage is None:
+        if data.path is None:
+            raise _env_error(
+                f"set {STORAGE_TYPE_VAR}=s3 with S3_*, or the data dir (SEAFILE_DATA_DIR)",
+                "SEAFILE_DATA_DIR",
+            )
+        env_storage = _all_fs(
+            data.path, f"{ENV_SOURCE} ({STORAGE_TYPE_VAR} unset, data dir {data.origin})"
+        )
+    backends, origins, warnings = env_storage
+    cache, cache_origin = _env_cache(environ) or (None, None)
+    warnings = [*warnings, *_cache_warnings(cache, cache_origin)]
     for w in warnings:
-        log.warning("%s: %s", source, w)
-    return StoreConfig(source, backends, cache, None, tuple(warnings))
+        log.warning("%s: %s", ENV_SOURCE, w)
+    return StoreConfig(ENV_SOURCE, backends, cache, None, tuple(warnings), origins, cache_origin)
 
 
 def _env_name(option: str | None, section: str | None) -> str | None:
     """Map an option back to the environment variable that set it."""
     if option is None:
         return None
-    for var, opt in _ENV_S3.items():
-        if opt == option:
-            return var
+    for names in (_ENV_S3, _ENV_REDIS, _ENV_MEMCACHED):
+        for var, opt in names.items():
+            if opt == option:
+                return var
     if option == "bucket" and section in _BACKEND_SECTIONS:
         return _ENV_BUCKETS[_BACKEND_SECTIONS[section]]
-    return {"redis_port": "REDIS_PORT", "max_connections": "REDIS_MAX_CONNECTIONS",
-            "redis_expiry": "REDIS_EXPIRY", "memcached_options": "MEMCACHED_HOST/MEMCACHED_PORT",
-            "memcached_expiry": "MEMCACHED_EXPIRY"}.get(option, option)  # fmt: skip
+    return {"memcached_options": "MEMCACHED_HOST/MEMCACHED_PORT"}.get(option, option)

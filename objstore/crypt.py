@@ -4,9 +4,13 @@ Format, as seafobj implements it (``seafobj/objstore_factory.py``
 ``get_seaf_crypto``, ``seafobj/utils/crypto.py`` ``SeafCrypto``,
 ``seafobj/backends/base.py`` ``read_obj``):
 
-* the key file is INI text with a ``[store_crypt]`` section holding ``enc_key``
+* the key file is a key file with a ``[store_crypt]`` group holding ``enc_key``
   (64 hex chars, the raw AES-256 key; no key derivation) and ``enc_iv`` (32 hex
-  chars, the raw IV);
+  chars, the raw IV).  It is read like seafile.conf, with GKeyFile semantics
+  (:mod:`objstore.keyfile`): keys are case-sensitive, only ``#`` starts a comment,
+  ``key = value`` only (no ``key: value``), no ``[DEFAULT]`` inheritance, a repeated
+  key is an error.  (seafobj reads it with configparser, which also accepts
+  ``ENC_KEY``, ``;`` comments and ``:``; objstore refuses those with a clear error.)
 * every stored object (commit, fs and block alike) is AES-256-CBC with that one
   fixed IV and OpenSSL's default PKCS#7 padding, applied to the bytes Seafile
   would otherwise store (so an fs object is ``encrypt(zlib(json))``).
@@ -20,7 +24,6 @@ catches the rest.
 from __future__ import annotations
 
 import binascii
-import configparser
 import os
 from typing import Union
 
@@ -29,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import ConfigError, CorruptObject
 from .ids import ObjKind
+from .keyfile import KeyFile, read_keyfile
 
 __all__ = ["SECTION", "StoreCrypt"]
 
@@ -42,22 +46,22 @@ _BLOCK = 16
 StrPath = Union[str, "os.PathLike[str]"]
 
 
-def _hex_option(parser: configparser.ConfigParser, path: str, option: str, length: int) -> bytes:
-    if not parser.has_option(SECTION, option):
-        raise ConfigError("missing in the key file", file=path, section=SECTION, option=option)
-    text = parser.get(SECTION, option).strip()
+def _hex_option(kf: KeyFile, option: str, length: int) -> bytes:
+    values = kf.groups[SECTION]
+    if option not in values:
+        other = [k for k in values if k.lower() == option]
+        hint = f" (keys are case-sensitive: {other[0]!r} is not {option!r})" if other else ""
+        raise kf.error(f"missing in the key file{hint}", SECTION, option)
+    text = values[option]
     try:
         raw = binascii.unhexlify(text)
     except (binascii.Error, ValueError):
-        raise ConfigError(
-            "is not a hex string", file=path, section=SECTION, option=option
-        ) from None
+        raise kf.error("is not a hex string", SECTION, option) from None
     if len(raw) != length:
-        raise ConfigError(
+        raise kf.error(
             f"must be {2 * length} hex chars ({length} bytes), got {len(text)} chars",
-            file=path,
-            section=SECTION,
-            option=option,
+            SECTION,
+            option,
         )
     return raw
 
@@ -81,31 +85,18 @@ class StoreCrypt:
 
     @classmethod
     def load(cls, key_path: StrPath) -> StoreCrypt:
-        """Read a key file (``[store_crypt]`` with hex ``enc_key`` and ``enc_iv``).
+        """Read a key file (``[store_crypt]`` with hex ``enc_key`` and ``enc_iv``)
+        with :func:`objstore.keyfile.read_keyfile`.
 
-        ConfigError naming the file when it cannot be read or is invalid; the
-        message never quotes the file's content.
+        ConfigError naming the file (and line) when it cannot be read or is
+        invalid; the message never quotes the file's content.
         """
         path = os.fspath(key_path)
-        try:
-            with open(path, "rb") as fh:
-                text = fh.read().decode("utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read key file: {exc.strerror or type(exc).__name__}", file=path
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError("key file is not UTF-8 text", file=path) from None
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read_string(text, source=path)
-        except configparser.Error:
-            # configparser's messages quote the offending line, which may hold the key.
-            raise ConfigError("key file is not a valid INI file", file=path) from None
-        if not parser.has_section(SECTION):
-            raise ConfigError(f"key file has no [{SECTION}] section", file=path)
-        key = _hex_option(parser, path, "enc_key", _KEY_LEN)
-        iv = _hex_option(parser, path, "enc_iv", _IV_LEN)
+        kf = read_keyfile(path, what="a key file", quote=False)
+        if SECTION not in kf.groups:
+            raise ConfigError(f"key file has no [{SECTION}] group", file=path)
+        key = _hex_option(kf, "enc_key", _KEY_LEN)
+        iv = _hex_option(kf, "enc_iv", _IV_LEN)
         return cls(key, iv, source=path)
 
     def __repr__(self) -> str:

@@ -54,7 +54,8 @@ class AuthError(ObjStoreError):
 
 
 class EncryptionKeyError(ObjStoreError):
-    """The SSE-C key is missing, wrong, or given for an object stored without one."""
+    """The SSE-C key is missing or wrong (or, on servers that refuse it, given for an
+    object stored without one: SeaweedFS and rclone serve s3 return the bytes)."""
 
 
 class CorruptObject(ObjStoreError):

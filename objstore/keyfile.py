@@ -1,4 +1,5 @@
-"""A reader for seafile.conf with GLib GKeyFile semantics (not configparser).
+"""The one reader for ini-style files (seafile.conf, the ``[store_crypt]`` key file),
+with GLib GKeyFile semantics (not configparser).
 
 What it accepts, as GKeyFile does: ``[group]`` lines, ``key = value`` lines,
 blank lines and ``#`` comment lines; keys are case-sensitive; values have
@@ -59,8 +60,9 @@ def _unescape(value: str, err: ConfigError) -> str:
     return "".join(out)
 
 
-def parse_keyfile(text: str, source: str) -> KeyFile:
-    """Parse key-file text; every syntax error is a ConfigError naming ``source`` and line."""
+def parse_keyfile(text: str, source: str, *, quote: bool = True) -> KeyFile:
+    """Parse key-file text; every syntax error is a ConfigError naming ``source`` and line.
+    ``quote=False``: messages never quote the file's text (a key file holds secrets)."""
     kf = KeyFile(source)
     current: str | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -70,10 +72,12 @@ def parse_keyfile(text: str, source: str) -> KeyFile:
         where = f"{source}:{number}"
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise ConfigError(f"malformed group line {raw.strip()[:40]!r}", file=where)
+                shown = f" {raw.strip()[:40]!r}" if quote else ""
+                raise ConfigError(f"malformed group line{shown}", file=where)
             name = line[1:-1]
             if any(c in name for c in "[]") or any(ord(c) < 32 for c in name):
-                raise ConfigError(f"invalid group name {name[:40]!r}", file=where)
+                shown = f" {name[:40]!r}" if quote else ""
+                raise ConfigError(f"invalid group name{shown}", file=where)
             if name in kf.groups:
                 first = kf.lines[(name, None)]
                 raise ConfigError(
@@ -92,7 +96,9 @@ def parse_keyfile(text: str, source: str) -> KeyFile:
         key, _, value = line.partition("=")
         key = key.rstrip()
         if current is None:
-            raise ConfigError("key before the first [section]", file=where, option=key)
+            raise ConfigError(
+                "key before the first [section]", file=where, option=key if quote else None
+            )
         if not key or any(ord(c) < 32 for c in key):
             raise ConfigError("empty or invalid key name", file=where, section=current)
         if key in kf.groups[current]:
@@ -114,14 +120,17 @@ def parse_keyfile(text: str, source: str) -> KeyFile:
     return kf
 
 
-def read_keyfile(path: str | os.PathLike[str]) -> KeyFile:
-    """Read and parse a key file; unreadable files and non-UTF-8 text are ConfigErrors."""
+def read_keyfile(
+    path: str | os.PathLike[str], *, what: str = "a seafile.conf file", quote: bool = True
+) -> KeyFile:
+    """Read and parse a key file (``what`` it should be, for messages; ``quote``: see
+    :func:`parse_keyfile`); unreadable files and non-UTF-8 text are ConfigErrors."""
     source = os.fspath(path)
     try:
         with open(source, "rb") as fh:
             raw = fh.read()
     except IsADirectoryError:
-        raise ConfigError("is a directory, expected a seafile.conf file", file=source) from None
+        raise ConfigError(f"is a directory, expected {what}", file=source) from None
     except FileNotFoundError:
         raise ConfigError("no such file", file=source) from None
     except OSError as exc:
@@ -135,4 +144,4 @@ def read_keyfile(path: str | os.PathLike[str]) -> KeyFile:
         text = text[1:]
     if "\x00" in text:
         raise ConfigError("contains a NUL byte", file=source)
-    return parse_keyfile(text, source)
+    return parse_keyfile(text, source, quote=quote)

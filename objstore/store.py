@@ -7,6 +7,7 @@ cache).  It keeps bytes and knows nothing of Seafile's formats.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO
@@ -22,8 +23,17 @@ from .config import (
 )
 from .drivers.base import Driver
 from .drivers.fs import FsDriver
-from .errors import AuthError, BackendUnavailable, BucketNotFound, ConfigError, NotFound
+from .errors import (
+    AuthError,
+    BackendUnavailable,
+    BucketNotFound,
+    ConfigError,
+    NotFound,
+    PermissionDenied,
+)
 from .ids import ObjectInfo, ObjKind, check_obj_id, check_repo_id
+
+log = logging.getLogger("objstore")
 
 
 def _check_data(data: object) -> bytes:
@@ -165,8 +175,32 @@ class Stores(Mapping[ObjKind, ObjectStore]):
         self.close()
 
 
+def _check_fs_access(config: StoreConfig, kind: ObjKind, backend: FsConfig) -> None:
+    """The data dir, and every directory on the way to it, can be entered:
+    PermissionDenied naming the directory and where it was configured otherwise."""
+    path = backend.dir
+    try:
+        path.stat()
+        enterable = not path.is_dir() or os.access(path, os.R_OK | os.X_OK)
+    except PermissionError as exc:
+        where, enterable = exc.filename or path, False
+    except OSError:
+        return  # missing, or not a directory: the driver's check says so
+    else:
+        where = path
+    if not enterable:
+        raise PermissionDenied(
+            f"{config.origins.get(kind, config.source)}: cannot enter {where} "
+            f"(permission denied), so the {kind.value} objects under {path} cannot be read"
+        )
+
+
 def _check_backend(config: StoreConfig, kind: ObjKind, driver: Driver) -> None:
-    """Bucket exists, credentials work, directory exists: else an error naming the section."""
+    """Bucket exists, credentials work, directory exists and can be entered: else an
+    error naming the section (or the variable) and the directory."""
+    backend = config.backends[kind]
+    if isinstance(backend, FsConfig):
+        _check_fs_access(config, kind, backend)
     section = kind.section
     try:
         driver.check()
@@ -211,9 +245,17 @@ def open_stores(
     check: bool = True, env: Mapping[str, str] | None = None,
 ) -> Stores:  # fmt: skip
     """Open the commit, fs and block stores of a seafile.conf (a file, or a directory
-    holding one).  With ``path=None``, the environment form is read
+    holding one), with the environment applied as Seafile applies it (see
+    :func:`objstore.load_config`).  With ``path=None``, the environment alone is read
     (``SEAF_SERVER_STORAGE_TYPE``, ``S3_*``...).  With ``check`` (default), each
     bucket must exist and accept the credentials, and each fs data dir must exist.
+    Which source each kind and the cache came from is logged (INFO) and kept in
+    ``stores.config.origins`` / ``cache_origin``.
     """
-    config = config_from_env(env) if path is None else load_config(path, data_dir=data_dir, env=env)
+    if path is None:
+        config = config_from_env(env, data_dir=data_dir)
+    else:
+        config = load_config(path, data_dir=data_dir, env=env)
+    for line in config.describe():
+        log.info("%s: %s", config.source, line)
     return open_config(config, check=check)

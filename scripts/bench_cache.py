@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of the object cache: fs objects served from SeaweedFS (S3), read with
-no cache, through Redis, through memcached and from the local tier, next to a
+no cache, through Redis (with and without cache_secret), through memcached and from
+the local tier, next to a
 bare redis-py GET / MGET loop over the same keys and values (the floor).
 
     .venv/bin/python scripts/bench_cache.py [--objects 2000] [--runs 5] [--out FILE]
@@ -177,6 +178,9 @@ def main() -> int:
         configs: dict[str, Any] = {
             "no cache": None,
             "redis": redis_cfg,
+            "redis + cache_secret": RedisConfig(
+                host="127.0.0.1", port=rs.port, secret=Secret("bench-cache-secret-0123456789")
+            ),
             "memcached": MemcachedConfig(servers=(("127.0.0.1", ms.port),)),
             "local tier (+redis)": RedisConfig(
                 host="127.0.0.1",
@@ -271,6 +275,7 @@ def main() -> int:
     hit_p50_ratio = per_run_ratio("redis", "read", "p50_us")
     hit_tput_ratio = per_run_ratio("redis", "read", "objects_per_s", invert=True)
     cold_p50_ratio = per_run_ratio("redis, no memo", "read", "p50_us")
+    secret_p50_ratio = per_run_ratio("redis + cache_secret", "read", "p50_us")
     hit_vs_get = hit_p50_ratio
     many_vs_get = per_run_ratio("redis", "read_many(100)", "p50_us")
     uncached_100 = 100 * summary["no cache"]["read"]["p50_us"]
@@ -283,6 +288,7 @@ def main() -> int:
         "redis_hit_vs_bare_get_p50": round(hit_vs_get, 3),
         "redis_hit_vs_bare_get_throughput": round(hit_tput_ratio, 3),
         "redis_hit_no_memo_vs_bare_get_p50": round(cold_p50_ratio, 3),
+        "redis_hit_with_cache_secret_vs_bare_get_p50": round(secret_p50_ratio, 3),
         "redis_read_many_vs_bare_mget_p50": round(many_vs_get, 3),
         "read_many100_hit_speedup_vs_100_uncached_reads": round(many_speedup, 1),
         "read_many100_hit_speedup_vs_uncached_read_many100": round(many_vs_uncached_many, 1),
@@ -297,7 +303,8 @@ def main() -> int:
     )
     print(
         f"  (median of per-run ratios; by objects/s: {hit_tput_ratio:.2f}x; with every hit "
-        f"checked in full, no memo: {cold_p50_ratio:.2f}x p50)"
+        f"checked in full, no memo: {cold_p50_ratio:.2f}x p50; with cache_secret, every hit's "
+        f"HMAC checked: {secret_p50_ratio:.2f}x p50)"
     )
     print(f"- Redis read_many(100) / bare MGET(100) (p50): {many_vs_get:.2f}x")
     print(

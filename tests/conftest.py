@@ -6,6 +6,8 @@ Fixtures (see tests/servers.py for the server classes):
 * ``seaweed`` -> SeaweedS3: one SeaweedFS for the session, HTTP + HTTPS.
 * ``rclone_s3`` -> RcloneS3: one ``rclone serve s3`` for the session, HTTP + HTTPS.
 * ``redis_server`` -> RedisServer, ``memcached_server`` -> MemcachedServer.
+* ``redis_cluster`` -> RedisCluster: three cluster-enabled redis-server nodes joined
+  with ``redis-cli --cluster create``.
 * ``new_bucket`` -> ``new_bucket(server, prefix="t") -> name``: a fresh bucket,
   deleted (with its contents) after the test.
 * ``seaweed_bucket`` / ``rclone_bucket`` -> a fresh bucket name on that server.
@@ -16,7 +18,9 @@ Fixtures (see tests/servers.py for the server classes):
 If a test leaves a session server stopped or killed, it is started again
 (same ports and data) after that test. In the test process ``localhost`` and
 ``*.localhost`` resolve to 127.0.0.1 (virtual-hosted-style S3), proxies are
-bypassed for loopback, and the venv's bin dir is first on PATH.
+bypassed for loopback, and the venv's bin dir is first on PATH.  Seafile's
+environment variables (``SEAF_SERVER_STORAGE_TYPE``, ``S3_*``, ``CACHE_PROVIDER``...)
+are removed from the test process, so tests that use them pass their own.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .servers import (
     ManagedServer,
     MemcachedServer,
     RcloneS3,
+    RedisCluster,
     RedisServer,
     S3Server,
     SeaweedS3,
@@ -62,7 +67,19 @@ def _setup_environment() -> None:
         os.environ[var] = ",".join(entries)
 
 
+# Variables Seafile (and so objstore) reads: a developer's shell must not change
+# what the tests open.  Tests that exercise them pass their own environment.
+SEAFILE_ENV_PREFIXES = ("SEAF_", "SEAFILE_", "S3_", "CACHE_PROVIDER", "REDIS_", "MEMCACHED_")
+
+
+def _drop_seafile_environment() -> None:
+    for var in [v for v in os.environ if v.startswith(SEAFILE_ENV_PREFIXES)]:
+        del os.environ[var]
+    os.environ.pop("OBJSTORE_CACHE_SECRET", None)
+
+
 _setup_environment()
+_drop_seafile_environment()
 
 # Session servers created so far (revived after a test that stopped them).
 _session_servers: list[ManagedServer] = []
@@ -131,6 +148,13 @@ def rclone_s3(test_ca: TestCA) -> Iterator[RcloneS3]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     yield from _session_server(RedisServer())
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """Three redis-server primaries joined into a Redis Cluster (ports and bus ports free)."""
+    with RedisCluster(3) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

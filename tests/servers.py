@@ -57,6 +57,8 @@ __all__ = [
     "MemcachedServer",
     "RcloneClient",
     "RcloneS3",
+    "RedisCluster",
+    "RedisClusterNode",
     "RedisServer",
     "S3Server",
     "SeaweedS3",
@@ -1174,6 +1176,110 @@ class RedisServer(ManagedServer):
             return bool(c.ping())
         finally:
             c.close()
+
+
+class RedisClusterNode(RedisServer):
+    """One ``redis-server`` with ``cluster-enabled``: its cluster bus listens on
+    ``port + 10000``, so both ports are reserved."""
+
+    name = "redis-cluster-node"
+    BUS_OFFSET = 10000
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(
+            extra_args=[
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "3000",
+            ],
+            **kw,
+        )  # fmt: skip
+
+    def _assign_ports(self) -> list[int]:
+        self.port = reserve_ports(1, offset=self.BUS_OFFSET)[0]
+        return [self.port, self.port + self.BUS_OFFSET]
+
+
+class RedisCluster:
+    """A Redis Cluster of ``size`` primaries (no replicas) on loopback, joined with
+    ``redis-cli --cluster create ... --cluster-yes``; ready when every node reports
+    ``cluster_state:ok``.  ``close()`` stops every node and removes their dirs."""
+
+    def __init__(self, size: int = 3, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> None:
+        self.size = size
+        self.startup_timeout = startup_timeout
+        self.nodes: list[RedisClusterNode] = []
+        self.redis_cli = find_binary("redis-cli")
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def start(self) -> RedisCluster:
+        try:
+            for _ in range(self.size):
+                self.nodes.append(RedisClusterNode().start())
+            addresses = [f"{LOOPBACK}:{port}" for port in self.ports]
+            proc = subprocess.run(
+                [self.redis_cli, "--cluster", "create", *addresses,
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True, text=True, timeout=self.startup_timeout,
+                env=server_env(), check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise ServerStartError(
+                    f"redis-cli --cluster create failed:\n{proc.stdout}{proc.stderr}"
+                )
+            self._wait_ok()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _wait_ok(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            states = []
+            for node in self.nodes:
+                c = node.client(socket_timeout=2)
+                try:
+                    states.append(c.execute_command("CLUSTER", "INFO"))
+                finally:
+                    c.close()
+            text = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
+            if all("cluster_state:ok" in t for t in text):
+                return
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"redis cluster not ok: {text}")
+            time.sleep(0.1)
+
+    def node_of_key(self, key: str) -> RedisClusterNode:
+        """The node serving ``key``'s slot."""
+        c = self.nodes[0].client()
+        try:
+            slot = int(c.execute_command("CLUSTER", "KEYSLOT", key))
+            for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    port = int(primary[1])
+                    return next(n for n in self.nodes if n.port == port)
+        finally:
+            c.close()
+        raise AssertionError(f"no node serves slot {slot}")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self.nodes = []
+
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class MemcachedServer(ManagedServer):

@@ -3,8 +3,7 @@ memcached and SeaweedFS servers.
 
 Fault tests (Redis stopped, memcached killed, Redis frozen) use private servers
 from ``server_factory`` so the session servers are never disturbed.  Redis Cluster
-is not tested here (it needs a six-node cluster); its client is built by the
-same code path with ``redis_cluster = true``.
+is tested in ``test_cache_cluster.py``; authenticated values in ``test_cache_auth.py``.
 """
 
 from __future__ import annotations
@@ -188,6 +187,10 @@ def cache_section(kind: str, port: int, extra: str = "") -> str:
 # ---------------------------------------------------------------- conformance with a cache in front
 
 ALL_KINDS = "cached_kinds = commit,fs,block\n"
+SECRET = "cache_secret = conformance-secret-0123456789\n"
+WITH_AND_WITHOUT_SECRET = pytest.mark.parametrize(
+    "extra", [ALL_KINDS, ALL_KINDS + SECRET], ids=["plain", "cache_secret"]
+)
 
 
 def _open(tmp_path: Path, text: str) -> Iterator[Stores]:
@@ -223,20 +226,24 @@ class TestRedisOverFs(CachedSuite):
         yield from _open(tmp_path, text)
 
 
+@WITH_AND_WITHOUT_SECRET
 class TestRedisOverS3(CachedSuite):
     @pytest.fixture
-    def stores(self, tmp_path: Path, seaweed: Any, redis_server: RedisServer) -> Iterator[Stores]:
-        text = s3_conf(seaweed) + cache_section("redis", redis_server.port, ALL_KINDS)
+    def stores(
+        self, tmp_path: Path, seaweed: Any, redis_server: RedisServer, extra: str
+    ) -> Iterator[Stores]:
+        text = s3_conf(seaweed) + cache_section("redis", redis_server.port, extra)
         yield from _open(tmp_path, text)
 
 
+@WITH_AND_WITHOUT_SECRET
 class TestMemcachedOverFs(CachedSuite):
     @pytest.fixture
-    def stores(self, tmp_path: Path, memcached_server: MemcachedServer) -> Iterator[Stores]:
+    def stores(
+        self, tmp_path: Path, memcached_server: MemcachedServer, extra: str
+    ) -> Iterator[Stores]:
         (tmp_path / "data").mkdir()
-        text = fs_conf(tmp_path / "data") + cache_section(
-            "memcached", memcached_server.port, ALL_KINDS
-        )
+        text = fs_conf(tmp_path / "data") + cache_section("memcached", memcached_server.port, extra)
         yield from _open(tmp_path, text)
 
 
@@ -925,7 +932,9 @@ def run_cli(argv: list[str]) -> int:
 
 def test_cli_entry_point_runs_as_a_process(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
-    conf = write_conf(tmp_path / "c", fs_conf(tmp_path / "d") + cache_section("redis", 1))
+    # with a secret: no "not authenticated" warning line before the error
+    text = fs_conf(tmp_path / "d") + cache_section("redis", 1, SECRET)
+    conf = write_conf(tmp_path / "c", text)
     proc = subprocess.run(
         [sys.executable, "-m", "objstore.admin", "cache-flush", str(conf)],
         capture_output=True,

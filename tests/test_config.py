@@ -149,7 +149,7 @@ CASES = [
     (s3_block(key=""), "key", "both key_id and key"),
     (s3_block(max_connections="0"), "max_connections", "between 1"),
     (s3_block(multipart_chunksize="1M"), "multipart_chunksize", "5M"),
-    (s3_block(key_prefix="noslash"), "key_prefix", "end with '/'"),
+    (s3_block(key_prefix="/abs/"), "key_prefix", "must not start with '/'"),
     (s3_block(ca_file="/nonexistent/ca.pem"), "ca_file", "no such file"),
     (s3_block(connect_timeout="-1"), "connect_timeout", "positive"),
     ("[block_backend]\nname = fs\n[block_backend]\nname = fs\n", None, "section appears twice"),
@@ -262,3 +262,56 @@ def test_iam_role_blank_credentials(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, s3_block(key_id="", key="")), data_dir=tmp_path)
     b = cfg.backends[ObjKind.BLOCK]
     assert isinstance(b, S3Config) and b.key_id is None and b.key is None
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [("seafile/commits", "seafile/commits/"), ("inst1/blocks/", "inst1/blocks/"), ("x", "x/")],
+)
+def test_key_prefix_is_a_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, given: str, used: str
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="objstore"):
+        cfg = load_config(write(tmp_path, s3_block(key_prefix=given)), data_dir=tmp_path)
+    b = cfg.backends[ObjKind.BLOCK]
+    assert isinstance(b, S3Config) and b.key_prefix == used
+    (warning,) = [w for w in cfg.warnings if "key_prefix" in w]
+    assert warning.startswith(f"[block_backend] key_prefix {used!r}")
+    assert "Seafile itself does not read prefixed keys" in warning
+    assert ("trailing '/' was added" in warning) == (given != used)
+    assert warning in caplog.text
+    env = {
+        "SEAF_SERVER_STORAGE_TYPE": "s3",
+        "S3_COMMIT_BUCKET": "c",
+        "S3_FS_BUCKET": "f",
+        "S3_BLOCK_BUCKET": "b",
+        "S3_KEY_PREFIX": given,
+    }
+    from_env = objstore.config_from_env(env)
+    assert all(b.key_prefix == used for b in from_env.backends.values())  # type: ignore[union-attr]
+    assert any(w.startswith("environment (blocks) key_prefix") for w in from_env.warnings)
+
+
+@pytest.mark.parametrize("prefix", ["/seafile/", "/x", "a//b/", "//"])
+def test_key_prefix_leading_slash_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ConfigError, match="must not start with '/' or contain '//'") as info:
+        load_config(write(tmp_path, s3_block(key_prefix=prefix)), data_dir=tmp_path)
+    assert info.value.option == "key_prefix"
+    with pytest.raises(ConfigError) as info:
+        objstore.config_from_env(
+            {
+                "SEAF_SERVER_STORAGE_TYPE": "s3",
+                "S3_COMMIT_BUCKET": "c",
+                "S3_FS_BUCKET": "f",
+                "S3_BLOCK_BUCKET": "b",
+                "S3_KEY_PREFIX": prefix,
+            }
+        )
+    assert info.value.option == "S3_KEY_PREFIX"
+
+
+def test_libmemcached_options_objstore_does_not_use_are_named(tmp_path: Path) -> None:
+    text = "[memcached]\nmemcached_options = --SERVER=mc:11211 --BINARY-PROTOCOL --POOL-MAX=8\n"
+    cfg = load_config(write(tmp_path, text), data_dir=tmp_path)
+    assert isinstance(cfg.cache, MemcachedConfig) and cfg.cache.pool_max == 8
+    assert any("--BINARY-PROTOCOL not used" in w for w in cfg.warnings)

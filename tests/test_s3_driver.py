@@ -43,7 +43,7 @@ CONFIGS = {
 @pytest.fixture(params=list(CONFIGS), ids=list(CONFIGS))
 def stores(request: Any, tmp_path: Path, seaweed: Any, new_bucket: Any) -> Iterator[Stores]:
     s = open_block_store(
-        tmp_path, "c", seaweed, new_bucket(seaweed, "lean"), **CONFIGS[request.param]
+        tmp_path, "c", seaweed, new_bucket(seaweed, "drv"), **CONFIGS[request.param]
     )
     yield s
     s.close()

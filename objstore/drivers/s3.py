@@ -686,22 +686,22 @@ class S3Driver(Driver):
             result=("CompleteMultipartUploadResult",),
         )  # fmt: skip
         op.ok = (200, 404)
-        for attempt in range(self.retry.max_retries + 1):
-            try:
-                resp = self._send(op) if attempt == 0 else self._attempt(op)
-            except ObjStoreError as exc:
-                if not exc.retryable or attempt == self.retry.max_retries:
-                    raise
-                time.sleep(self.retry.delay(attempt + 1))
-                continue
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            resp = self._attempt(op)
             if resp.status == 200:
                 return
-            # 404 NoSuchUpload: fine if an earlier attempt completed it
+            # 404 NoSuchUpload: fine if an earlier attempt completed it after all
             repo_id, obj_id = key[len(self.prefix) :].split("/", 1)
-            if attempt > 0 and self.head(repo_id, obj_id).size == size:
+            if tries > 1 and self.head(repo_id, obj_id).size == size:
                 return
             err = s3xml.parse_error(resp.body)
             raise self._error(op, _Answer(404, err.code if err else "", err.message if err else ""))
+
+        self.retry.call(attempt, what=op.what)
 
     def _abort(self, key: str, upload_id: str) -> None:
         op = _Op("DELETE", key, f"abort multipart PUT {key}", query=[("uploadId", upload_id)],

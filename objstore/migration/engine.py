@@ -374,13 +374,14 @@ class Migration:
         *,
         progress: Progress | None = None,
     ) -> Migration:
-        """Open both seafile.conf files (or loaded configs) for a migration: caches
+        """Open both seafile.conf files (or loaded configs) for a migration (the
+        environment applies to the source only; the destination is read as written): caches
         are left out (a migration must not fill or read Redis/memcached), each S3
         client's connection pool is sized to the workers, and every bucket and
         directory is checked (ConfigError, BucketNotFound, AuthError)."""
         opts = options or MigrateOptions()
         src_cfg = source if isinstance(source, StoreConfig) else load_config(source)
-        dst_cfg = dest if isinstance(dest, StoreConfig) else load_config(dest)
+        dst_cfg = dest if isinstance(dest, StoreConfig) else load_config(dest, use_env=False)
         workers = opts.workers or _default_workers_for(src_cfg, dst_cfg, opts.kinds)
         src = open_config(_migration_config(src_cfg, workers, opts.retries), check=True)
         try:
