@@ -1,4 +1,5 @@
-"""Real servers for tests: SeaweedFS and rclone (S3), Redis, memcached, plus a test CA.
+"""Real servers for tests: SeaweedFS and rclone (S3), Redis, memcached, tinyproxy
+(an HTTP proxy), plus a test CA.
 
 Every server runs as a subprocess bound to 127.0.0.1 only, on free ports, inside
 its own temporary directory, in its own process group. Contracts shared by all
@@ -31,6 +32,7 @@ import itertools
 import json
 import os
 import random
+import re
 import secrets
 import shlex
 import shutil
@@ -64,6 +66,7 @@ __all__ = [
     "SeaweedS3",
     "ServerStartError",
     "TestCA",
+    "TinyProxy",
     "find_binary",
     "free_port",
     "install_sigv2_path_fix",
@@ -1342,6 +1345,82 @@ class MemcachedServer(ManagedServer):
             return bool(c.version())
         finally:
             c.close()
+
+
+# --------------------------------------------------------------------------- HTTP proxy
+
+_PROXY_REQUEST_RE = re.compile(r"Request \(file descriptor \d+\): (\S+) (\S+) HTTP/")
+
+
+class TinyProxy(ManagedServer):
+    """Debian's ``tinyproxy`` on 127.0.0.1:``port``: forwards plain HTTP requests and
+    tunnels HTTPS with CONNECT (to any port).  With ``user`` and ``password`` it
+    demands Basic auth (tinyproxy 1.11 refuses with 401, not 407).  It logs each
+    request it receives at Info level; :meth:`requests` reads them back.  Upstream
+    names (``localhost``) are resolved by tinyproxy itself.
+    """
+
+    name = "tinyproxy"
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        tinyproxy_bin: str | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        if (user is None) != (password is None):
+            raise ValueError("give both user and password, or neither")
+        self.tinyproxy_bin = tinyproxy_bin or find_binary("tinyproxy")
+        self.user = user
+        self.password = password
+        self.config_file = self.dir / "tinyproxy.conf"
+        self.port = 0
+
+    def url(self, with_auth: bool = True) -> str:
+        """``http://[user:password@]127.0.0.1:PORT``."""
+        auth = f"{self.user}:{self.password}@" if with_auth and self.user else ""
+        return f"http://{auth}{self.host}:{self.port}"
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, target) of every request logged so far, e.g. ``("PUT",
+        "http://localhost:8333/bucket/key")`` or ``("CONNECT", "localhost:8443")``."""
+        try:
+            text = self.log_file.read_text("utf-8", "replace")
+        except OSError:
+            return []
+        return [(m.group(1), m.group(2)) for m in _PROXY_REQUEST_RE.finditer(text)]
+
+    def _assign_ports(self) -> list[int]:
+        self.port = free_port()
+        return [self.port]
+
+    def _before_start(self) -> None:
+        lines = [
+            f"Port {self.port}",
+            f"Listen {self.host}",
+            f"Allow {self.host}",
+            "Timeout 60",
+            "MaxClients 200",
+            "LogLevel Info",
+            "DisableViaHeader Yes",
+        ]  # no ConnectPort line: CONNECT to any port
+        if self.user and self.password:
+            lines.append(f"BasicAuth {self.user} {self.password}")
+        self.config_file.write_text("\n".join(lines) + "\n")
+        self.config_file.chmod(0o600)
+
+    def _command(self) -> list[str]:
+        # -d: stay in the foreground and log to stderr (the server log)
+        return [self.tinyproxy_bin, "-d", "-c", str(self.config_file)]
+
+    def _probe(self) -> bool:
+        with socket.create_connection((self.host, self.port), timeout=1):
+            return True
 
 
 # --------------------------------------------------------------------------- rclone client

@@ -6,6 +6,7 @@ after a crash, so failures elsewhere can be blamed on the code under test.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import ssl
@@ -20,6 +21,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
 from cryptography import x509
 
+from .helpers import wait_until
+from .hostile import HANG, HostileS3, answer
 from .servers import (
     MemcachedServer,
     RcloneS3,
@@ -27,6 +30,7 @@ from .servers import (
     SeaweedS3,
     ServerStartError,
     TestCA,
+    TinyProxy,
     reserve_ports,
 )
 
@@ -291,6 +295,72 @@ def test_memcached_item_size(server_factory: Callable[..., Any]) -> None:
     big = os.urandom(2 * 1024 * 1024)
     assert m.set("big", big, noreply=False)
     assert m.get("big") == big
+
+
+# --------------------------------------------------------------------------- tinyproxy
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
+def test_tinyproxy_forwards_and_logs(
+    seaweed: SeaweedS3, seaweed_bucket: str, server_factory: Callable[..., Any], https: bool
+) -> None:
+    from botocore.config import Config
+
+    proxy = server_factory(TinyProxy)
+    c = seaweed.client(
+        https=https, config=Config(proxies={"http": proxy.url(), "https": proxy.url()})
+    )
+    c.put_object(Bucket=seaweed_bucket, Key="k", Body=b"proxied")
+    assert _get(c, seaweed_bucket, "k") == b"proxied"
+    if https:
+        assert proxy.requests() and set(proxy.requests()) == {
+            ("CONNECT", f"127.0.0.1:{seaweed.https_port}")
+        }
+    else:
+        base = f"http://127.0.0.1:{seaweed.http_port}/{seaweed_bucket}/k"
+        assert [r for r in proxy.requests() if r[1] == base] == [("PUT", base), ("GET", base)]
+
+
+def _proxy_status(proxy: TinyProxy, credentials: str | None) -> int:
+    """The status tinyproxy answers to a request for a closed port (127.0.0.1:1)."""
+    auth = ""
+    if credentials is not None:
+        auth = f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode()}\r\n"
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
+        s.sendall(f"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\n{auth}\r\n".encode())
+        return int(s.recv(4096).split(b" ")[1])
+
+
+def test_tinyproxy_basic_auth(server_factory: Callable[..., Any]) -> None:
+    proxy = server_factory(TinyProxy, user="u", password="pw-123")
+    assert _proxy_status(proxy, None) in (401, 407)
+    assert _proxy_status(proxy, "u:wrong") in (401, 407)
+    assert _proxy_status(proxy, "u:pw-123") >= 500  # let through; nothing listens upstream
+
+
+# --------------------------------------------------------------------------- HostileS3
+
+
+def test_hostile_server_answers_records_and_closes() -> None:
+    script = {"/b/raw": answer(200, b"scripted"), "/b/hang": HANG}
+    server = HostileS3(lambda req: script.get(req.path))
+    with socket.create_connection((server.host, server.http_port), timeout=10) as s:
+        s.sendall(b"PUT /b/raw?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc")
+        assert s.recv(4096) == answer(200, b"scripted")
+        s.sendall(b"GET /b/missing HTTP/1.1\r\nHost: h\r\n\r\n")  # same connection
+        assert b"NoSuchKey" in s.recv(4096)
+    hung = socket.create_connection((server.host, server.http_port), timeout=10)
+    hung.sendall(b"GET /b/hang HTTP/1.1\r\nHost: h\r\n\r\n")
+    wait_until(lambda: len(server.requests) == 3, "the server to read the third request")
+    server.close()  # raises if a thread is left
+    assert hung.recv(10) == b""  # closed, never answered
+    hung.close()
+    assert [(r.method, r.path, r.query, r.body_size) for r in server.requests] == [
+        ("PUT", "/b/raw", {"x": "1"}, 3),
+        ("GET", "/b/missing", {}, 0),
+        ("GET", "/b/hang", {}, 0),
+    ]
+    assert server.requests[0].headers["host"] == "h"
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -179,6 +179,8 @@ def error_for(
         return NotFound(f"{label}: not found")
     if code in _AUTH_CODES:
         return AuthError(f"{label}: credentials rejected ({code})")
+    if status == 407:
+        return AuthError(f"{label}: the proxy rejected proxy_user/proxy_password (407)")
     if "x-amz-copy-source" in op.headers and (code in _SSC_REFUSED or status == 501):
         return ServerSideCopyUnsupported(f"{label}: server-side copy refused ({code or status})")
     if 300 <= status < 400:
@@ -222,7 +224,7 @@ def _transport_error(op: _Op, where: str, exc: BaseException) -> ObjStoreError:
         hint = " (raise max_object_size)" if op.data else ""
         return BackendUnavailable(f"{label}: {exc}{hint}", retryable=False)
     if isinstance(exc, ProxyError):
-        if exc.status == 407:
+        if exc.status in (401, 407):
             return AuthError(f"{label}: the proxy rejected proxy_user/proxy_password ({exc})")
         return BackendUnavailable(f"{label}: {exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
