@@ -332,11 +332,16 @@ _MEMCACHED_OPTIONS: dict[str, Conv] = {
     "local_cache_max_age": parse_seconds,
 }
 _STORE_CRYPT_OPTIONS: dict[str, Conv] = {"key_path": str}
+STORAGE_OPTIONS: dict[str, Conv] = {
+    "enable_storage_classes": parse_bool,
+    "storage_classes_file": str,
+}
 
 _SCHEMAS: dict[str, dict[str, Conv]] = {
     "redis": _REDIS_OPTIONS,
     "memcached": _MEMCACHED_OPTIONS,
     "store_crypt": _STORE_CRYPT_OPTIONS,
+    "storage": STORAGE_OPTIONS,
 }
 _BACKEND_SECTIONS = {kind.section: kind for kind in ObjKind}
 
@@ -344,7 +349,7 @@ _BACKEND_SECTIONS = {kind.section: kind for kind in ObjKind}
 _SEAFILE_SECTIONS = {
     "general", "fileserver", "database", "quota", "history", "library_trash",
     "web_copy", "zip", "notification", "cluster", "file_lock", "virus_scan",
-    "storage", "backup", "memory_cache", "metadata_server", "server", "client",
+    "backup", "memory_cache", "metadata_server", "server", "client",
     "ccnet", "seahub", "seafdav", "audit", "slow_log", "gc", "repo_trash",
     "block_backend_cache", "commit_object_backend_cache", "fs_object_backend_cache",
     "elasticsearch", "office_converter", "events", "statistics", "monitor", "db",
@@ -576,6 +581,48 @@ def _check_sections(kf: KeyFile) -> None:
             raise kf.error(f"unknown section{hint}", section=name)
 
 
+def storage_classes_enabled(kf: KeyFile, env: Mapping[str, str]) -> bool:
+    """``[storage] enable_storage_classes = true``, or ``SEAF_SERVER_STORAGE_TYPE=multiple``
+    (how Seafile's Docker images turn storage classes on)."""
+    if (env.get("SEAF_SERVER_STORAGE_TYPE") or "").strip().lower() == "multiple":
+        return True
+    return bool(_Section(kf, "storage", STORAGE_OPTIONS).get("enable_storage_classes", False))
+
+
+def shared_settings(kf: KeyFile, conf: Path) -> tuple[CacheConfig | None, Path | None]:
+    """The settings every store of a seafile.conf shares: the object cache
+    (``[redis]``/``[memcached]``) and the ``[store_crypt]`` key file."""
+    cache = _cache(kf)
+    crypt = None
+    if "store_crypt" in kf.groups:
+        sec = _Section(kf, "store_crypt", _STORE_CRYPT_OPTIONS)
+        raw = sec.text("key_path")
+        if raw is None:
+            raise sec.error("required: the file holding enc_key and enc_iv", "key_path")
+        crypt = Path(raw) if Path(raw).is_absolute() else conf.parent / raw
+    return cache, crypt
+
+
+def backend_from_options(
+    source: str, section: str, options: Mapping[str, str], base: Path, warnings: list[str]
+) -> BackendConfig:
+    """One backend (``name`` = ``fs`` with ``dir``, or ``s3``) from option text, converted
+    and validated exactly as a seafile.conf backend section; errors name ``source``,
+    ``section`` and the option.  Relative ``dir`` values are relative to ``base``."""
+    kf = KeyFile(source, {section: dict(options)})
+    name = (options.get("name") or "fs").strip()
+    if name == "fs":
+        sec = _Section(kf, section, _FS_OPTIONS)
+        if sec.text("dir") is None:
+            raise sec.error("required: the directory holding storage/<kind>/", "dir")
+        return _fs_config(sec, base, None)
+    if name == "s3":
+        return _s3_config(_Section(kf, section, _S3_OPTIONS), warnings)
+    raise kf.error(
+        f"unsupported backend {name[:30]!r} (objstore supports fs and s3)", section, "name"
+    )
+
+
 def resolve_conf_path(path: str | os.PathLike[str]) -> Path:
     """A seafile.conf file, or a directory holding one."""
     p = Path(path)
@@ -601,18 +648,18 @@ def load_config(
     conf = resolve_conf_path(path)
     kf = read_keyfile(conf)
     _check_sections(kf)
+    if storage_classes_enabled(kf, env):
+        raise kf.error(
+            "storage classes are enabled: open this configuration with "
+            "objstore.open_storage_classes() (objstore-migrate: CONF --from-class A --to-class B)",
+            "storage",
+            "enable_storage_classes",
+        )
     data = data_dir if data_dir is not None else env.get("SEAFILE_DATA_DIR") or None
     data_path = Path(data) if data is not None else None
     # Sections that are present first (cache, store_crypt, then backends), so their
     # mistakes are reported before a missing data dir.
-    cache = _cache(kf)
-    crypt = None
-    if "store_crypt" in kf.groups:
-        sec = _Section(kf, "store_crypt", _STORE_CRYPT_OPTIONS)
-        raw = sec.text("key_path")
-        if raw is None:
-            raise sec.error("required: the file holding enc_key and enc_iv", "key_path")
-        crypt = Path(raw) if Path(raw).is_absolute() else conf.parent / raw
+    cache, crypt = shared_settings(kf, conf)
     warnings: list[str] = []
     order = sorted(ObjKind, key=lambda kind: kind.section not in kf.groups)
     built = {kind: _backend(kf, kind, conf.parent, data_path, warnings) for kind in order}
@@ -724,3 +771,31 @@ def _env_name(option: str | None, section: str | None) -> str | None:
     return {"redis_port": "REDIS_PORT", "max_connections": "REDIS_MAX_CONNECTIONS",
             "redis_expiry": "REDIS_EXPIRY", "memcached_options": "MEMCACHED_HOST/MEMCACHED_PORT",
             "memcached_expiry": "MEMCACHED_EXPIRY"}.get(option, option)  # fmt: skip
+
+
+# ---------------------------------------------------------------- locations
+
+
+def backend_location(backend: BackendConfig, kind: ObjKind) -> str:
+    """Where one kind's objects live, without secrets: ``s3://host/bucket/prefix``
+    (``aws`` for AWS's endpoint) or ``file:///dir/storage/<kind>``."""
+    if isinstance(backend, S3Config):
+        return f"s3://{(backend.host or 'aws').lower()}/{backend.bucket}/{backend.key_prefix}"
+    return "file://" + os.path.realpath(backend.dir / "storage" / kind.value)
+
+
+def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind) -> bool:
+    """Can the objects of ``a`` (kind ``a_kind``) and ``b`` (kind ``b_kind``) mix?  S3:
+    same endpoint and bucket, and one key prefix starts the other; fs: one object
+    directory (``<dir>/storage/<kind>``) is, or contains, the other."""
+    if isinstance(a, S3Config) and isinstance(b, S3Config):
+        return (
+            (a.host or "").lower() == (b.host or "").lower()
+            and a.bucket == b.bucket
+            and (a.key_prefix.startswith(b.key_prefix) or b.key_prefix.startswith(a.key_prefix))
+        )
+    if isinstance(a, FsConfig) and isinstance(b, FsConfig):
+        pa = Path(backend_location(a, a_kind)[len("file://") :])
+        pb = Path(backend_location(b, b_kind)[len("file://") :])
+        return pa == pb or pa in pb.parents or pb in pa.parents
+    return False
