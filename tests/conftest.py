@@ -6,6 +6,7 @@ Fixtures (see tests/servers.py for the server classes):
 * ``seaweed`` -> SeaweedS3: one SeaweedFS for the session, HTTP + HTTPS.
 * ``rclone_s3`` -> RcloneS3: one ``rclone serve s3`` for the session, HTTP + HTTPS.
 * ``redis_server`` -> RedisServer, ``memcached_server`` -> MemcachedServer.
+* ``mariadb`` -> MariaDBServer: Debian's mariadbd with a private data dir.
 * ``new_bucket`` -> ``new_bucket(server, prefix="t") -> name``: a fresh bucket,
   deleted (with its contents) after the test.
 * ``seaweed_bucket`` / ``rclone_bucket`` -> a fresh bucket name on that server.
@@ -32,6 +33,7 @@ import pytest
 
 from .servers import (
     ManagedServer,
+    MariaDBServer,
     MemcachedServer,
     RcloneS3,
     RedisServer,
@@ -136,6 +138,11 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def memcached_server() -> Iterator[MemcachedServer]:
     yield from _session_server(MemcachedServer())
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    yield from _session_server(MariaDBServer())
 
 
 @pytest.fixture
