@@ -7,6 +7,7 @@ Fixtures (see tests/servers.py for the server classes):
 * ``rclone_s3`` -> RcloneS3: one ``rclone serve s3`` for the session, HTTP + HTTPS.
 * ``redis_server`` -> RedisServer, ``memcached_server`` -> MemcachedServer.
 * ``mariadb`` -> MariaDBServer: Debian's mariadbd with a private data dir.
+* ``seafile_db`` -> SeafileTestDB: a Seafile database on MariaDB, then on SQLite.
 * ``new_bucket`` -> ``new_bucket(server, prefix="t") -> name``: a fresh bucket,
   deleted (with its contents) after the test.
 * ``seaweed_bucket`` / ``rclone_bucket`` -> a fresh bucket name on that server.
@@ -44,6 +45,7 @@ from .servers import (
     patch_localhost_resolution,
     unique_bucket_name,
 )
+from .storage_classes import SeafileTestDB
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -143,6 +145,16 @@ def memcached_server() -> Iterator[MemcachedServer]:
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDBServer]:
     yield from _session_server(MariaDBServer())
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def seafile_db(request: pytest.FixtureRequest, tmp_path: Path) -> SeafileTestDB:
+    """A fresh Seafile database (Repo, RepoTrash, RepoStorageId) on the session MariaDB,
+    or in ``seafile.db`` of a data dir (SQLite): each test runs against both."""
+    if request.param == "mariadb":
+        server = request.getfixturevalue("mariadb")
+        return SeafileTestDB("mariadb", tmp_path / "seafile-data", server)
+    return SeafileTestDB("sqlite", tmp_path / "seafile-data")
 
 
 @pytest.fixture
