@@ -192,6 +192,7 @@ class SeafileDB:
             args["password"] = config.password.reveal()  # never part of the URL
         if config.unix_socket:
             args["unix_socket"] = config.unix_socket
+        args["ssl_disabled"] = not config.use_ssl  # as Seafile: TLS only with use_ssl
         if config.use_ssl:
             args["ssl_verify_cert"] = not config.skip_verify
             args["ssl_verify_identity"] = not config.skip_verify

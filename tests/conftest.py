@@ -6,7 +6,7 @@ Fixtures (see tests/servers.py for the server classes):
 * ``seaweed`` -> SeaweedS3: one SeaweedFS for the session, HTTP + HTTPS.
 * ``rclone_s3`` -> RcloneS3: one ``rclone serve s3`` for the session, HTTP + HTTPS.
 * ``redis_server`` -> RedisServer, ``memcached_server`` -> MemcachedServer.
-* ``mariadb`` -> MariaDBServer: Debian's mariadbd with a private data dir.
+* ``mariadb`` -> MariaDBServer: Debian's mariadbd with a private data dir, TLS on.
 * ``seafile_db`` -> SeafileTestDB: a Seafile database on MariaDB, then on SQLite.
 * ``new_bucket`` -> ``new_bucket(server, prefix="t") -> name``: a fresh bucket,
   deleted (with its contents) after the test.
@@ -143,8 +143,8 @@ def memcached_server() -> Iterator[MemcachedServer]:
 
 
 @pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDBServer]:
-    yield from _session_server(MariaDBServer())
+def mariadb(test_ca: TestCA) -> Iterator[MariaDBServer]:
+    yield from _session_server(MariaDBServer(ca=test_ca))
 
 
 @pytest.fixture(params=["mariadb", "sqlite"])

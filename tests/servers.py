@@ -1243,7 +1243,9 @@ class MariaDBServer(ManagedServer):
     """Debian's ``mariadbd`` on 127.0.0.1:``port`` with a private data dir, socket and
     pid file (``mariadb-install-db`` on first start; ``--no-defaults``, so no system
     my.cnf is read).  A user ``user``/``password`` may do everything; :meth:`create_database`
-    makes a fresh database.  Never the server that may already listen on 3306."""
+    makes a fresh database.  With ``ca``, TLS is on (the CA's server certificate);
+    :meth:`create_user` with ``require_ssl`` makes a user that must use it.  Never
+    the server that may already listen on 3306."""
 
     name = "mariadb"
 
@@ -1253,6 +1255,7 @@ class MariaDBServer(ManagedServer):
         *,
         user: str = "objstore",
         password: str | None = None,
+        ca: TestCA | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 60.0,
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
@@ -1262,6 +1265,7 @@ class MariaDBServer(ManagedServer):
         self.install_db = find_binary("mariadb-install-db")
         self.user = user
         self.password = password or f"db-{secrets.token_hex(12)}"
+        self.ca = ca
         self.extra_args = list(extra_args)
         self.port = 0
         self.data_dir = self.dir / "data"
@@ -1293,8 +1297,15 @@ class MariaDBServer(ManagedServer):
             f"--port={self.port}", f"--bind-address={self.host}", f"--socket={self.socket}",
             f"--pid-file={self.dir / 'mariadb.pid'}", f"--tmpdir={self._tmpdir}",
             "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M",
-            "--performance-schema=off", *self._root_args(), *self.extra_args,
+            "--performance-schema=off", *self._root_args(), *self._tls_args(),
+            *self.extra_args,
         ]  # fmt: skip
+
+    def _tls_args(self) -> list[str]:
+        if self.ca is None:
+            return []
+        return [f"--ssl-cert={self.ca.cert_file}", f"--ssl-key={self.ca.key_file}",
+                f"--ssl-ca={self.ca.ca_file}"]  # fmt: skip
 
     def connect(self, database: str | None = None, **kw: Any) -> Any:
         """A PyMySQL connection as the test user (over TCP), autocommit."""
@@ -1320,12 +1331,26 @@ class MariaDBServer(ManagedServer):
                             "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
                             (self.user, host, self.password),
                         )
-                        cur.execute(f"GRANT ALL ON *.* TO '{self.user}'@'{host}'")
+                        cur.execute(f"GRANT ALL ON *.* TO '{self.user}'@'{host}' WITH GRANT OPTION")
                     self._user_made = True
                 cur.execute("SELECT 1")
                 return bool(cur.fetchone())
         finally:
             root.close()
+
+    def create_user(self, name: str, password: str, *, require_ssl: bool = False) -> None:
+        """Another user who may do everything (``require_ssl``: only over TLS)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                for host in ("127.0.0.1", "localhost"):
+                    cur.execute(
+                        "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (name, host, password)
+                    )
+                    cur.execute(f"GRANT ALL ON *.* TO '{name}'@'{host}'"
+                                + (" REQUIRE SSL" if require_ssl else ""))  # fmt: skip
+        finally:
+            conn.close()
 
     def create_database(self, name: str | None = None) -> str:
         """A new empty database (``name`` or a unique one); returns its name."""

@@ -16,7 +16,7 @@ from objstore import AuthError, BackendUnavailable, ConfigError, ObjStoreError
 from objstore.classmove import ClassMove
 from objstore.cli import main as migrate_main
 
-from .servers import MariaDBServer, free_port
+from .servers import MariaDBServer, TestCA, free_port
 from .storage_classes import SeafileTestDB, fs_class, write_classes
 
 R1, R2, R3, R4, R5 = (str(uuid.uuid4()) for _ in range(5))
@@ -181,3 +181,35 @@ def test_wrong_password_and_missing_table(
                          db.section.replace(db.name, "no_such_db"))  # fmt: skip
     with pytest.raises(ConfigError, match="no such database"):
         objstore.open_storage_classes(conf, env={})
+
+
+def test_tls_to_the_database(tmp_path: Path, mariadb: MariaDBServer, test_ca: Any) -> None:
+    """use_ssl, ca_path and skip_verify as Seafile reads them, against a user that MariaDB
+    lets in only over TLS."""
+    db = SeafileTestDB("mariadb", tmp_path / "data", mariadb)
+    db.add_library(R1, "b")
+    mariadb.create_user("tlsonly", "tls-pass-5c2a", require_ssl=True)
+    base = (
+        f"[database]\ntype = mysql\nhost = {mariadb.host}\nport = {mariadb.port}\n"
+        f"user = tlsonly\npassword = tls-pass-5c2a\ndb_name = {db.name}\n"
+    )
+    classes = three_classes(tmp_path)
+    for name, extra in (
+        ("verified", f"use_ssl = true\nca_path = {test_ca.ca_file}\n"),
+        ("unverified", "use_ssl = true\nskip_verify = true\n"),
+    ):
+        conf = write_classes(tmp_path / name, classes, base + extra)
+        with objstore.open_storage_classes(conf, env={}) as sc:
+            assert sc.for_repo(R1) is sc.classes["b"]
+    plain = write_classes(tmp_path / "plain", classes, base)
+    with pytest.raises(AuthError):
+        objstore.open_storage_classes(plain, env={})
+    other_ca = TestCA()
+    try:
+        wrong = write_classes(
+            tmp_path / "wrong-ca", classes, base + f"use_ssl = true\nca_path = {other_ca.ca_file}\n"
+        )
+        with pytest.raises(BackendUnavailable, match="certificate"):
+            objstore.open_storage_classes(wrong, env={})
+    finally:
+        other_ca.close()
