@@ -19,6 +19,7 @@ storage_id)``; a library without a row lives in the default class.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .config import (
     STORAGE_OPTIONS,
     BackendConfig,
     StoreConfig,
+    _check_sections,
     _Section,
     _suggest,
     backend_from_options,
@@ -45,6 +47,8 @@ from .store import Stores, open_config
 
 if TYPE_CHECKING:  # without importing SQLAlchemy
     from .seafdb import DatabaseConfig
+
+log = logging.getLogger("objstore")
 
 _CLASS_KEYS = ("storage_id", "name", "is_default", "for_new_library", "commits", "fs", "blocks")
 _UNSUPPORTED = ("swift", "ceph", "oss")
@@ -292,6 +296,12 @@ def load_storage_classes(
             "storage",
             "enable_storage_classes",
         )
+    _check_sections(kf)
+    warnings = [
+        f"[{kind.section}] is ignored: storage classes are enabled"
+        for kind in ObjKind
+        if kind.section in kf.groups
+    ]
     sec = _Section(kf, "storage", STORAGE_OPTIONS)
     raw = sec.text("storage_classes_file")
     if raw is None:
@@ -306,7 +316,6 @@ def load_storage_classes(
     data = _read_json(file)
     if not isinstance(data, list) or not data:
         raise ConfigError("expected a non-empty JSON list of storage classes", file=where)
-    warnings: list[str] = []
     classes: dict[str, StorageClass] = {}
     for index, entry in enumerate(data):
         sc = _storage_class(where, index, entry, conf.parent, shared, warnings)
@@ -327,6 +336,8 @@ def load_storage_classes(
             option="is_default",
         )
     _check_overlaps(where, classes)
+    for w in warnings:
+        log.warning("%s: %s", conf, w)
     db = None
     if database:
         from .seafdb import load_database_config
@@ -391,15 +402,15 @@ class StorageClasses:
     def libraries_in(self, storage_id: str) -> list[str]:
         """Every library that lives in class ``storage_id`` (sorted); libraries mapped
         to classes the file lacks are left out."""
-        self.classes_or_error(storage_id)
+        self.stores_of(storage_id)
         out = []
         for repo, sid in self.mapping.libraries():
             if (sid is None and self.default_id == storage_id) or sid == storage_id:
                 out.append(repo)
         return out
 
-    def classes_or_error(self, storage_id: str) -> Stores:
-        """The class's stores; ConfigError naming the defined ones if there is no such class."""
+    def stores_of(self, storage_id: str) -> Stores:
+        """Class ``storage_id``'s stores; ConfigError naming the defined classes if none."""
         if storage_id not in self.classes:
             raise ConfigError(
                 f"no storage class {storage_id[:60]!r} (defined: {', '.join(self.classes)})",

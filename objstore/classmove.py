@@ -35,8 +35,8 @@ class ClassMove:
         to_id: str,
         repos: Collection[str] | None = None,
     ) -> None:
-        classes.classes_or_error(from_id)
-        classes.classes_or_error(to_id)
+        classes.stores_of(from_id)
+        classes.stores_of(to_id)
         if from_id == to_id:
             raise ConfigError(f"--from-class and --to-class are both {from_id!r}")
         self.classes, self.from_id, self.to_id = classes, from_id, to_id
@@ -100,7 +100,7 @@ def remove_objects(
     (``result.refused``) unless a hash verification finds every object of it at the
     class it lives in now, present and matching its id."""
     repo = check_repo_id(repo_id)
-    stores = classes.classes_or_error(storage_id)
+    stores = classes.stores_of(storage_id)
     lives_in = classes.class_of(repo)
     if lives_in == storage_id:
         raise ConfigError(

@@ -5,6 +5,8 @@ and overlaps; the example configuration and plan file.  No server needed."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,15 @@ def test_open_stores_refuses_storage_classes(tmp_path: Path) -> None:
     assert objstore.load_config(plain, data_dir=tmp_path, env={}).backends
 
 
+def test_backend_sections_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    conf = write_classes(tmp_path, [c()], "[block_backend]\nname = fs\ndir = /x\n")
+    cfg = load(conf, tmp_path, database=False)
+    assert cfg.warnings == ("[block_backend] is ignored: storage classes are enabled",)
+    conf.write_text(conf.read_text() + "[block_backnd]\nname = fs\n")
+    with pytest.raises(ConfigError, match="block_backend"):
+        load(conf, tmp_path, database=False)
+
+
 def test_plain_config_is_not_storage_classes(tmp_path: Path) -> None:
     conf = tmp_path / "seafile.conf"
     conf.write_text("[storage]\nenable_storage_classes = false\n")
@@ -92,15 +103,32 @@ def test_relative_paths_and_json_values(tmp_path: Path) -> None:
     assert cfg.default == "local" and cfg.database is None
 
 
-def test_cache_of_seafile_conf_applies_to_every_class(tmp_path: Path) -> None:
+def test_cache_and_store_crypt_of_seafile_conf_apply_to_every_class(tmp_path: Path) -> None:
     conf = write_classes(
         tmp_path,
         [fs_class("a", tmp_path / "a", is_default=True), fs_class("b", tmp_path / "b")],
-        "[redis]\nredis_host = 127.0.0.1\nredis_port = 6390\n",
+        "[redis]\nredis_host = 127.0.0.1\nredis_port = 6390\n\n[store_crypt]\nkey_path = k.ini\n",
     )
     cfg = load(conf, tmp_path, database=False)
     caches = [sc.config.cache for sc in cfg.classes.values()]
     assert caches[0] is not None and caches[0] == caches[1]
+    keys = {sc.config.store_crypt_key for sc in cfg.classes.values()}
+    assert keys == {tmp_path / "k.ini"}
+
+
+def test_seaf_server_storage_type_multiple_turns_classes_on(tmp_path: Path) -> None:
+    conf = write_classes(tmp_path, [c()])
+    conf.write_text("[storage]\nstorage_classes_file = classes.json\n")
+    with pytest.raises(ConfigError, match="not enabled"):
+        load(conf, tmp_path, database=False)
+    env = {"SEAF_SERVER_STORAGE_TYPE": "multiple"}
+    cfg = objstore.load_storage_classes(conf, env=env, database=False)
+    assert list(cfg.classes) == ["a"]
+
+
+def test_sqlalchemy_is_loaded_only_for_storage_classes() -> None:
+    code = "import sys, objstore; assert 'sqlalchemy' not in sys.modules, 'loaded'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
 def c(sid: str = "a", **kw: Any) -> dict[str, Any]:
@@ -235,8 +263,11 @@ def test_bad_database_section(
 
 
 def test_database_section_and_environment(tmp_path: Path) -> None:
-    conf = write_classes(tmp_path, [c()], f"[database]\ntype = MySQL\nhost = db\nuser = seafile\n"
-                         f"password = {DB_PASSWORD}\n")  # fmt: skip
+    section = (
+        f"[database]\ntype = MySQL\nhost = db\nuser = seafile\npassword = {DB_PASSWORD}\n"
+        "max_connections = 5\ncreate_tables = true\n"
+    )
+    conf = write_classes(tmp_path, [c()], section)
     db = load(conf, tmp_path).database
     assert db is not None and (db.host, db.port, db.user, db.db_name) == (
         "db", 3306, "seafile", "seafile_db",
@@ -298,6 +329,8 @@ USAGE = [
     (["conf", "dest", "--from-class", "a", "--to-class", "b"], "no DEST"),
     (["conf", "dest", "--update-mapping"], "--update-mapping needs"),
     (["conf", "--from-class", "a", "--to-class", "b", "--update-mapping", "--shard", "0/2"],
+     "cannot be combined"),
+    (["conf", "--from-class", "a", "--to-class", "b", "--update-mapping", "--verify-only"],
      "cannot be combined"),
 ]  # fmt: skip
 

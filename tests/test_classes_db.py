@@ -5,6 +5,7 @@ and a database that is unreachable or refuses the credentials."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def test_mapping_default_class_and_update(tmp_path: Path, seafile_db: SeafileTes
             ClassMove(sc, "a", "c", [R2])
         with pytest.raises(ConfigError, match="no storage class 'nope'"):
             ClassMove(sc, "nope", "a")
+        db.execute("UPDATE RepoStorageId SET storage_id = %s WHERE repo_id = %s", ["a", R2])
+        assert sc.for_repo(R2) is sc.classes["a"]  # read on each call, never cached
         sc.mapping.set_storage_id([R1, R2], "c")  # R1 gets a row, R2's row changes
         assert sc.for_repo(R1) is sc.classes["c"] and sc.for_repo(R2) is sc.classes["c"]
     assert db.rows() == {R1: "c", R2: "c", R3: "c", R4: "gone"}
@@ -141,7 +144,8 @@ def cli_one_line_error(conf: Path, capsys: Any, tmp_path: Path, *secrets: str) -
     return err
 
 
-def test_unreachable_database(tmp_path: Path, capsys: Any) -> None:
+def test_unreachable_database(tmp_path: Path, capsys: Any, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)
     port = free_port()  # nothing listens there
     section = (
         f"[database]\ntype = mysql\nhost = 127.0.0.1\nport = {port}\nuser = seafile\n"
@@ -159,6 +163,7 @@ def test_unreachable_database(tmp_path: Path, capsys: Any) -> None:
     err = cli_one_line_error(conf, capsys, tmp_path, "db-secret-unreachable")
     assert f"127.0.0.1:{port}" in err
     assert not (tmp_path / "b" / "storage").exists()  # nothing moved
+    assert "db-secret-unreachable" not in caplog.text
 
 
 def test_wrong_password_and_missing_table(

@@ -1,6 +1,6 @@
 """A library moved between storage classes as an operator would: from an fs class to
-an SSE-C S3 class (SeaweedFS over HTTPS) and back, the first copy killed and
-resumed, RepoStorageId updated (MariaDB and SQLite), the old class cleaned with
+an SSE-C S3 class (SeaweedFS over HTTPS) and back, the first copy interrupted
+(Ctrl-C) and resumed, RepoStorageId updated (MariaDB and SQLite), the old class cleaned with
 ``objstore-admin remove-objs``; the library read through the file-server API
 (``for_repo``) before and after every step."""
 
@@ -81,9 +81,11 @@ def test_move_fs_to_sse_c_s3_and_back(
         assert total == count(sc, "local", moved) > 40
         kept = count(sc, "local", stays)
 
-        # 1. the copy, killed part way (slowed down by --bwlimit), leaves the mapping alone
+        # 1. the copy, interrupted part way (slowed down by --bwlimit), leaves the mapping alone
         move = ["--from-class", "local", "--to-class", "vault", "--repo", moved]
-        proc = migrate_cli(conf, env, *move, "--bwlimit", "20k", "--workers", "2", wait=False)
+        stopped = tmp_path / "interrupted.json"
+        proc = migrate_cli(conf, env, *move, "--bwlimit", "20k", "--workers", "2",
+                           "--update-mapping", "--report", str(stopped), wait=False)  # fmt: skip
         assert isinstance(proc, subprocess.Popen)
         try:
 
@@ -92,10 +94,15 @@ def test_move_fs_to_sse_c_s3_and_back(
                 return sum(1 for _ in sc.classes["vault"].block.list(moved)) >= 5
 
             wait_until(some_blocks, "5 blocks in class vault")
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
         finally:
             proc.kill()
             proc.wait()
-        assert proc.returncode == -signal.SIGKILL
+        assert proc.returncode == 130
+        data = json.loads(stopped.read_text())
+        assert data["exit_code"] == 130 and data["class_move"]["mapping_updated"] is False
+        assert [run["interrupted"] for run in data["runs"]] == [True]
         arrived = count(sc, "vault", moved)
         assert 0 < arrived < total
         assert db.rows() == {} and sc.for_repo(moved) is sc.classes["local"]
@@ -118,6 +125,7 @@ def test_move_fs_to_sse_c_s3_and_back(
         assert first["transfer"]["copied"] + first["transfer"]["skipped"] == total
         assert first["verify"]["mode"] == "hash" and first["verify"]["ok"] == total
         assert final["transfer"]["copied"] == 0 and final["verify"]["ok"] == total
+        assert final["verify"]["mode"] == "hash"
         for secret in secrets:
             assert secret not in out + done.stderr + report.read_text()
         assert db.rows() == {moved: "vault"}
@@ -149,11 +157,21 @@ def test_move_fs_to_sse_c_s3_and_back(
         assert read_library(sc, moved, heads[moved], trees[moved], tmp_path / "cleaned") == total
         assert read_library(sc, stays, heads[stays], trees[stays], tmp_path / "stays") > 0
 
-        # 4. and back to the fs class
-        back = migrate_cli(conf, env, "--from-class", "vault", "--to-class", "local",
-                           "--repo", moved, "--update-mapping")  # fmt: skip
-        assert isinstance(back, subprocess.CompletedProcess)
-        assert back.returncode == 0, back.stdout + back.stderr
+        # 4. and back to the fs class: a copy that leaves the mapping alone, then the switch
+        back = ["--from-class", "vault", "--to-class", "local", "--repo", moved]
+        copy = migrate_cli(conf, env, *back)
+        assert isinstance(copy, subprocess.CompletedProcess)
+        assert copy.returncode == 0, copy.stdout + copy.stderr
+        assert f"copy: {total} copied" in copy.stdout
+        assert "re-run with --update-mapping" in copy.stdout
+        assert db.rows() == {moved: "vault"}
+        report = tmp_path / "back.json"
+        switch = migrate_cli(conf, env, *back, "--update-mapping", "--report", str(report))
+        assert isinstance(switch, subprocess.CompletedProcess)
+        assert switch.returncode == 0, switch.stdout + switch.stderr
+        first, final = json.loads(report.read_text())["runs"]
+        assert first["transfer"]["skipped"] == total and final["transfer"]["copied"] == 0
+        assert first["verify"]["mode"] == final["verify"]["mode"] == "size"
         assert db.rows() == {moved: "local"}
         assert admin_main(["remove-objs", *admin, "--class", "vault"]) == 0
         assert count(sc, "vault", moved) == 0
