@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .config import (
     STORAGE_OPTIONS,
     BackendConfig,
+    CacheConfig,
     StoreConfig,
     _check_sections,
     _Section,
@@ -163,7 +164,7 @@ def _option_text(value: object) -> str | None:
 
 
 def _backend(
-    where: str, label: str, spec: object, kind: ObjKind, base: Path, warnings: list[str]
+    where: str, label: str, spec: object, base: Path, warnings: list[str]
 ) -> BackendConfig:
     if not isinstance(spec, dict):
         raise ConfigError(
@@ -206,7 +207,12 @@ def _flag(where: str, label: str, entry: Mapping[str, Any], key: str) -> bool:
 
 
 def _storage_class(
-    where: str, index: int, entry: object, base: Path, shared: StoreConfig, warnings: list[str]
+    where: str,
+    index: int,
+    entry: object,
+    base: Path,
+    shared: tuple[CacheConfig | None, Path | None],
+    warnings: list[str],
 ) -> StorageClass:
     label = f"class {index + 1}"
     if not isinstance(entry, dict):
@@ -241,10 +247,8 @@ def _storage_class(
                 section=label,
                 option=kind.value,
             )
-        backends[kind] = _backend(
-            where, f"{label} {kind.value}", entry[kind.value], kind, base, warnings
-        )
-    config = StoreConfig(f"{where} [{label}]", backends, shared.cache, shared.store_crypt_key)
+        backends[kind] = _backend(where, f"{label} {kind.value}", entry[kind.value], base, warnings)
+    config = StoreConfig(f"{where} [{label}]", backends, *shared)
     return StorageClass(
         sid,
         name,
@@ -311,8 +315,7 @@ def load_storage_classes(
     file = Path(os.path.expanduser(raw))
     file = file if file.is_absolute() else conf.parent / file
     where = str(file)
-    cache, crypt = shared_settings(kf, conf)
-    shared = StoreConfig(str(conf), {}, cache, crypt)
+    shared = shared_settings(kf, conf)
     data = _read_json(file)
     if not isinstance(data, list) or not data:
         raise ConfigError("expected a non-empty JSON list of storage classes", file=where)
@@ -373,23 +376,19 @@ class StorageClasses:
         its row names a class the JSON file lacks, or it has none and no class is the
         default)."""
         repo = check_repo_id(repo_id)
-        sid = self.mapping.storage_id(repo)
-        return self.resolve(repo, sid)
-
-    def resolve(self, repo_id: str, storage_id: str | None) -> str:
-        """The class of a library whose ``RepoStorageId`` row is ``storage_id``."""
+        storage_id = self.mapping.storage_id(repo)
         where = self.config.classes_file
         if storage_id is None:
             if self.default_id is None:
                 raise ConfigError(
-                    f"library {repo_id} has no RepoStorageId row and no class is the default "
+                    f"library {repo} has no RepoStorageId row and no class is the default "
                     "(is_default)",
                     file=where,
                 )
             return self.default_id
         if storage_id not in self.classes:
             raise ConfigError(
-                f"library {repo_id} is mapped to storage class {storage_id[:60]!r} in "
+                f"library {repo} is mapped to storage class {storage_id[:60]!r} in "
                 f"RepoStorageId, which is not defined here (defined: {', '.join(self.classes)})",
                 file=where,
             )
@@ -448,21 +447,20 @@ def open_storage_classes(
     wrong credentials AuthError, a missing table ConfigError)."""
     config = load_storage_classes(path, data_dir=data_dir, env=env, database=mapping is None)
     repo_map: RepoMapping
+    db = None
     if mapping is None:
         from .seafdb import SeafileDB
 
         assert config.database is not None
-        repo_map = SeafileDB(config.database)
+        repo_map = db = SeafileDB(config.database)
     elif isinstance(mapping, Mapping):
         repo_map = DictMapping(mapping)
     else:
         repo_map = mapping
     opened: dict[str, Stores] = {}
     try:
-        if check and mapping is None:
-            check_db = getattr(repo_map, "check", None)
-            if callable(check_db):
-                check_db()
+        if check and db is not None:
+            db.check()
         for sid, sc in config.classes.items():
             opened[sid] = open_config(sc.config, check=check)
     except BaseException:

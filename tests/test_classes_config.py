@@ -265,7 +265,7 @@ def test_bad_database_section(
 def test_database_section_and_environment(tmp_path: Path) -> None:
     section = (
         f"[database]\ntype = MySQL\nhost = db\nuser = seafile\npassword = {DB_PASSWORD}\n"
-        "max_connections = 5\ncreate_tables = true\n"
+        "max_connections = 5\ncreate_tables = true\nconnection_charset = utf8\n"
     )
     conf = write_classes(tmp_path, [c()], section)
     db = load(conf, tmp_path).database
@@ -273,6 +273,7 @@ def test_database_section_and_environment(tmp_path: Path) -> None:
         "db", 3306, "seafile", "seafile_db",
     )  # fmt: skip
     assert db.password is not None and db.password.reveal() == DB_PASSWORD
+    assert db.charset == "utf8"
     assert DB_PASSWORD not in repr(db)
     env = {
         "SEAFILE_MYSQL_DB_HOST": "db2",
