@@ -6,6 +6,15 @@
 
 from __future__ import annotations
 
+from .classes import (
+    DictMapping,
+    RepoMapping,
+    StorageClass,
+    StorageClasses,
+    StorageClassesConfig,
+    load_storage_classes,
+    open_storage_classes,
+)
 from .config import StoreConfig, config_from_env, load_config
 from .errors import (
     AuthError,
@@ -49,6 +58,7 @@ __all__ = [
     "BucketNotFound",
     "ConfigError",
     "CorruptObject",
+    "DictMapping",
     "EncryptionKeyError",
     "Failure",
     "InvalidId",
@@ -64,6 +74,10 @@ __all__ = [
     "ObjectStore",
     "PermissionDenied",
     "Plan",
+    "RepoMapping",
+    "StorageClass",
+    "StorageClasses",
+    "StorageClassesConfig",
     "StorageFull",
     "StoreConfig",
     "Stores",
@@ -71,8 +85,10 @@ __all__ = [
     "VerifyResult",
     "config_from_env",
     "load_config",
+    "load_storage_classes",
     "migrate",
     "open_config",
+    "open_storage_classes",
     "open_stores",
     "verify_object",
 ]

@@ -2,12 +2,14 @@
 
     objstore-admin cache-flush [CONF] [--repo ID] [--kind KIND]
     objstore-admin cache-stats [CONF] [--kind KIND] [--json]
+    objstore-admin remove-objs CONF --class ID --repo ID [--dry-run]
 
 CONF is a seafile.conf or the directory holding it; without it the environment
 form is read (``SEAF_SERVER_STORAGE_TYPE``, ``CACHE_PROVIDER``, ``REDIS_*``...).
 Only this store's cache namespace is touched (see :mod:`objstore.cache`), never
-the rest of a shared Redis or memcached.  Exit status: 0 done, 2 error (one line
-on stderr).
+the rest of a shared Redis or memcached.  Exit status: 0 done, 1 refused
+(remove-objs: the class the library lives in lacks some of its objects), 2 error
+(one line on stderr).
 """
 
 from __future__ import annotations
@@ -122,6 +124,28 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_remove_objs(args: argparse.Namespace) -> int:
+    from .classes import open_storage_classes
+    from .classmove import remove_objects
+
+    with open_storage_classes(args.conf, data_dir=args.data_dir) as classes:
+        result = remove_objects(classes, args.storage_class, args.repo, dry_run=args.dry_run)
+    if result.refused:
+        sys.stderr.write(f"{PROG}: refused: {result.refused}\n")
+        return 1
+    done = "would delete" if args.dry_run else "deleted"
+    detail = ", ".join(f"{k}: {n}" for k, n in result.objects.items())
+    print(
+        f"library {result.repo_id} lives in class {result.lives_in!r}; hash verification "
+        f"there: {result.verify.ok if result.verify else 0} objects ok"
+    )
+    print(
+        f"{done} {sum(result.objects.values())} objects ({result.bytes} bytes) of library "
+        f"{result.repo_id} from class {result.storage_id!r} ({detail})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Operator commands for objstore / Seafile storage.")
     sub = parser.add_subparsers(
@@ -158,6 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     common(stats)
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(func=cmd_cache_stats)
+
+    remove = sub.add_parser(
+        "remove-objs",
+        help="delete a library's objects from a storage class it no longer lives in",
+        description="Delete library ID's objects from storage class --class, after checking "
+        "that RepoStorageId no longer points there and that a hash verification finds every "
+        "one of them, intact, at the class the library lives in now.  Run with --dry-run first.",
+    )
+    remove.add_argument("conf", metavar="CONF", help="seafile.conf naming the storage classes")
+    remove.add_argument("--class", dest="storage_class", required=True, metavar="ID",
+                        help="the storage class to delete from")  # fmt: skip
+    remove.add_argument("--repo", required=True, metavar="ID", help="the library (repo id)")
+    remove.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    remove.add_argument("--data-dir", help="Seafile data dir (SQLite seafile.db)")
+    remove.add_argument("--traceback", action="store_true", help="show tracebacks of errors")
+    remove.set_defaults(func=cmd_remove_objs)
     return parser
 
 

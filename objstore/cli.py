@@ -49,6 +49,7 @@ examples:
   objstore-migrate /opt/seafile/conf /opt/seafile/conf-s3 --verify hash --bwlimit 50M
   objstore-migrate --plan migrations/disk-to-s3.toml --report disk-to-s3.json
   objstore-migrate old.conf new.conf --shard "$JOB_COMPLETION_INDEX/8"
+  objstore-migrate /opt/seafile/conf --from-class local --to-class s3 --repo ID --update-mapping
 
 The environment (SEAF_SERVER_STORAGE_TYPE, S3_*, SEAFILE_DATA_DIR, ...) applies to
 SRC as it does to Seafile; DEST is read as written.
@@ -99,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", nargs="?", metavar="SRC", help="source seafile.conf (or its directory)")
     p.add_argument("dest", nargs="?", metavar="DEST", help="destination seafile.conf (or its dir)")
     p.add_argument("--plan", metavar="FILE", help="read SRC, DEST and options from a TOML plan")
+    p.add_argument(
+        "--from-class",
+        metavar="ID",
+        help="storage classes: move libraries of this class (SRC is then the seafile.conf "
+        "naming the classes; no DEST)",
+    )
+    p.add_argument("--to-class", metavar="ID", help="storage classes: to this class")
+    p.add_argument(
+        "--update-mapping",
+        action="store_true",
+        default=None,
+        help="storage classes: after copying, a final delta copy and verify, then point "
+        "the libraries at --to-class in RepoStorageId (the file server must not write to "
+        "them during that last step)",
+    )
     p.add_argument(
         "--kinds",
         action="append",
@@ -178,8 +194,11 @@ class _UsageError(Exception):
     pass
 
 
-def _settings(args: argparse.Namespace) -> tuple[str, str, MigrateOptions, str, Path | None]:
-    """Merge the plan file (if any) with the command line (which wins)."""
+def _settings(
+    args: argparse.Namespace,
+) -> tuple[str, str, MigrateOptions, str, Path | None, tuple[str, str, bool] | None]:
+    """Merge the plan file (if any) with the command line (which wins).  The last
+    value is ``(from_class, to_class, update_mapping)`` for a storage-class move."""
     values: dict[str, Any] = {}
     src, dest = args.src, args.dest
     if args.plan:
@@ -187,8 +206,12 @@ def _settings(args: argparse.Namespace) -> tuple[str, str, MigrateOptions, str, 
             raise _UsageError("give either SRC DEST or --plan, not both")
         plan = load_plan_file(args.plan)
         values.update(plan.values)
-        src, dest = str(plan.source), str(plan.destination)
-    elif not (src and dest):
+        src, dest = str(plan.source), plan.destination and str(plan.destination)
+    for name in ("from_class", "to_class", "update_mapping"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    classes = _class_move(values, src, dest)
+    if classes is None and not (src and dest):
         raise _UsageError("SRC and DEST are required (or --plan FILE)")
     for name in (
         "kinds",
@@ -243,7 +266,28 @@ def _settings(args: argparse.Namespace) -> tuple[str, str, MigrateOptions, str, 
         fields["repos"] = frozenset(repos)
     options = MigrateOptions(**fields)
     report = values.get("report")
-    return src, dest, options, values.get("progress", "auto"), Path(report) if report else None
+    if classes is not None and classes[2] and (options.verify_only or options.shard):
+        raise _UsageError("--update-mapping cannot be combined with --verify-only or --shard")
+    progress = values.get("progress", "auto")
+    return src, dest, options, progress, Path(report) if report else None, classes
+
+
+def _class_move(
+    values: dict[str, Any], src: str | None, dest: str | None
+) -> tuple[str, str, bool] | None:
+    """``(from_class, to_class, update_mapping)`` when the run moves libraries between
+    storage classes (CONF only, no DEST), else None."""
+    from_class, to_class = values.get("from_class"), values.get("to_class")
+    if not (from_class or to_class):
+        if values.get("update_mapping"):
+            raise _UsageError("--update-mapping needs --from-class and --to-class")
+        return None
+    if not (from_class and to_class):
+        raise _UsageError("--from-class and --to-class go together")
+    if not src or dest:
+        raise _UsageError("with --from-class/--to-class give one CONF (the seafile.conf "
+                          "naming the storage classes), no DEST")  # fmt: skip
+    return str(from_class), str(to_class), bool(values.get("update_mapping"))
 
 
 # --------------------------------------------------------------------------- output
@@ -399,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report: Path | None = Path(args.report) if args.report else None
     try:
-        src, dest, options, mode, report = _settings(args)
+        src, dest, options, mode, report, classes = _settings(args)
     except _UsageError as exc:
         parser.error(str(exc))
     except (ConfigError, ValueError, InvalidId) as exc:
@@ -411,6 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(ValueError):  # not in the main thread
         old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
     try:
+        if classes is not None:
+            from .cli_classes import move_classes
+
+            return move_classes(src, *classes, options, _progress(mode), report)
         return _migrate(src, dest, options, _progress(mode), report)
     finally:
         restore_logging()

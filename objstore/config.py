@@ -360,11 +360,16 @@ _MEMCACHED_OPTIONS: dict[str, Conv] = {
     "cache_secret": check_cache_secret,
 }
 _STORE_CRYPT_OPTIONS: dict[str, Conv] = {"key_path": str}
+STORAGE_OPTIONS: dict[str, Conv] = {
+    "enable_storage_classes": parse_bool,
+    "storage_classes_file": str,
+}
 
 _SCHEMAS: dict[str, dict[str, Conv]] = {
     "redis": _REDIS_OPTIONS,
     "memcached": _MEMCACHED_OPTIONS,
     "store_crypt": _STORE_CRYPT_OPTIONS,
+    "storage": STORAGE_OPTIONS,
 }
 _BACKEND_SECTIONS = {kind.section: kind for kind in ObjKind}
 _SECRET_CONVERTERS = (Secret, check_sse_c_key, check_cache_secret)
@@ -373,7 +378,7 @@ _SECRET_CONVERTERS = (Secret, check_sse_c_key, check_cache_secret)
 _SEAFILE_SECTIONS = {
     "general", "fileserver", "database", "quota", "history", "library_trash",
     "web_copy", "zip", "notification", "cluster", "file_lock", "virus_scan",
-    "storage", "backup", "memory_cache", "metadata_server", "server", "client",
+    "backup", "memory_cache", "metadata_server", "server", "client",
     "ccnet", "seahub", "seafdav", "audit", "slow_log", "gc", "repo_trash",
     "block_backend_cache", "commit_object_backend_cache", "fs_object_backend_cache",
     "elasticsearch", "office_converter", "events", "statistics", "monitor", "db",
@@ -716,30 +721,72 @@ def _check_sections(kf: KeyFile) -> None:
             raise kf.error(f"unknown section{hint}", section=name)
 
 
+def storage_classes_enabled(kf: KeyFile | None, env: Mapping[str, str]) -> bool:
+    """``SEAF_SERVER_STORAGE_TYPE=multiple`` (how Seafile's Docker images turn storage
+    classes on), or ``[storage] enable_storage_classes = true``."""
+    if env.get(STORAGE_TYPE_VAR) == "multiple":
+        return True
+    if kf is None or "storage" not in kf.groups:
+        return False
+    return bool(_Section(kf, "storage", STORAGE_OPTIONS).get("enable_storage_classes", False))
+
+
 def refuse_storage_classes(kf: KeyFile | None, env: Mapping[str, str]) -> None:
-    """Seafile's storage classes (several backends in one installation) are not
-    supported yet: ``SEAF_SERVER_STORAGE_TYPE=multiple``, or (when the storage comes
-    from seafile.conf) ``[storage] enable_storage_classes = true``, is a ConfigError.
-    The one place that refuses them."""
+    """The one place that turns a storage-classes configuration away from
+    :func:`load_config` (one store per kind cannot describe it): a ConfigError
+    naming :func:`objstore.open_storage_classes`."""
+    if not storage_classes_enabled(kf, env):
+        return
     why = (
-        "storage classes (Seafile's multiple storage backends) are not supported yet: "
-        "objstore would open one store where Seafile uses several"
+        "storage classes are enabled: open this configuration with "
+        "objstore.open_storage_classes() (objstore-migrate: CONF --from-class A --to-class B)"
     )
     if env.get(STORAGE_TYPE_VAR) == "multiple":
         raise ConfigError(why, file=ENV_SOURCE, option=STORAGE_TYPE_VAR)
-    if kf is None or "storage" not in kf.groups:
-        return
-    raw = kf.groups["storage"].get("enable_storage_classes")
-    if raw is None:
-        return
-    try:
-        enabled = parse_bool(raw)
-    except ValueError as exc:
-        raise kf.error(
-            f"bad value {raw[:20]!r}: {exc}", "storage", "enable_storage_classes"
-        ) from None
-    if enabled:
-        raise kf.error(why, "storage", "enable_storage_classes")
+    assert kf is not None
+    raise kf.error(why, "storage", "enable_storage_classes")
+
+
+def shared_settings(
+    kf: KeyFile, conf: Path, env: Mapping[str, str], warnings: list[str]
+) -> tuple[CacheConfig | None, str | None, Path | None]:
+    """The settings every store of a seafile.conf shares: the object cache and
+    where it came from (``CACHE_PROVIDER`` wins over ``[redis]``/``[memcached]``,
+    as in Seafile), and the ``[store_crypt]`` key file."""
+    env_cache = _env_cache(env)
+    if env_cache is None:
+        cache, cache_origin = _cache(kf, warnings), None
+        if cache is not None:
+            cache_origin = f"{conf} [{'redis' if 'redis' in kf.groups else 'memcached'}]"
+    else:
+        cache, cache_origin = env_cache
+        warnings.extend(
+            f"[{name}] is not used: {cache_origin} wins, as in Seafile"
+            for name in ("redis", "memcached")
+            if name in kf.groups
+        )
+    warnings.extend(_cache_warnings(cache, cache_origin))
+    return cache, cache_origin, _store_crypt(kf, conf)
+
+
+def backend_from_options(
+    source: str, section: str, options: Mapping[str, str], base: Path, warnings: list[str]
+) -> BackendConfig:
+    """One backend (``name`` = ``fs`` with ``dir``, or ``s3``) from option text, converted
+    and validated exactly as a seafile.conf backend section; errors name ``source``,
+    ``section`` and the option.  Relative ``dir`` values are relative to ``base``."""
+    kf = KeyFile(source, {section: dict(options)})
+    name = (options.get("name") or "fs").strip()
+    if name == "fs":
+        sec = _Section(kf, section, _FS_OPTIONS)
+        if sec.text("dir") is None:
+            raise sec.error("required: the directory holding storage/<kind>/", "dir")
+        return _fs_config(sec, base, _DataDir(None, ""))
+    if name == "s3":
+        return _s3_config(_Section(kf, section, _S3_OPTIONS), warnings)
+    raise kf.error(
+        f"unsupported backend {name[:30]!r} (objstore supports fs and s3)", section, "name"
+    )
 
 
 def resolve_conf_path(path: str | os.PathLike[str]) -> Path:
@@ -796,20 +843,7 @@ def load_config(
     warnings: list[str] = []
     # Sections that are present first (cache, store_crypt, then backends), so their
     # mistakes are reported before a missing data dir.
-    env_cache = _env_cache(environ)
-    if env_cache is None:
-        cache, cache_origin = _cache(kf, warnings), None
-        if cache is not None:
-            cache_origin = f"{conf} [{'redis' if 'redis' in kf.groups else 'memcached'}]"
-    else:
-        cache, cache_origin = env_cache
-        warnings.extend(
-            f"[{name}] is not used: {cache_origin} wins, as in Seafile"
-            for name in ("redis", "memcached")
-            if name in kf.groups
-        )
-    warnings.extend(_cache_warnings(cache, cache_origin))
-    crypt = _store_crypt(kf, conf)
+    cache, cache_origin, crypt = shared_settings(kf, conf, environ, warnings)
     env_storage = _env_storage(environ, data)
     if env_storage is None:
         refuse_storage_classes(kf, environ)
@@ -1034,3 +1068,31 @@ def _env_name(option: str | None, section: str | None) -> str | None:
     if option == "bucket" and section in _BACKEND_SECTIONS:
         return _ENV_BUCKETS[_BACKEND_SECTIONS[section]]
     return {"memcached_options": "MEMCACHED_HOST/MEMCACHED_PORT"}.get(option, option)
+
+
+# ---------------------------------------------------------------- locations
+
+
+def backend_location(backend: BackendConfig, kind: ObjKind) -> str:
+    """Where one kind's objects live, without secrets: ``s3://host/bucket/prefix``
+    (``aws`` for AWS's endpoint) or ``file:///dir/storage/<kind>``."""
+    if isinstance(backend, S3Config):
+        return f"s3://{(backend.host or 'aws').lower()}/{backend.bucket}/{backend.key_prefix}"
+    return "file://" + os.path.realpath(backend.dir / "storage" / kind.value)
+
+
+def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind) -> bool:
+    """Can the objects of ``a`` (kind ``a_kind``) and ``b`` (kind ``b_kind``) mix?  S3:
+    same endpoint and bucket, and one key prefix starts the other; fs: one object
+    directory (``<dir>/storage/<kind>``) is, or contains, the other."""
+    if isinstance(a, S3Config) and isinstance(b, S3Config):
+        return (
+            (a.host or "").lower() == (b.host or "").lower()
+            and a.bucket == b.bucket
+            and (a.key_prefix.startswith(b.key_prefix) or b.key_prefix.startswith(a.key_prefix))
+        )
+    if isinstance(a, FsConfig) and isinstance(b, FsConfig):
+        pa = Path(backend_location(a, a_kind)[len("file://") :])
+        pb = Path(backend_location(b, b_kind)[len("file://") :])
+        return pa == pb or pa in pb.parents or pb in pa.parents
+    return False

@@ -8,6 +8,8 @@ Fixtures (see tests/servers.py for the server classes):
 * ``redis_server`` -> RedisServer, ``memcached_server`` -> MemcachedServer.
 * ``redis_cluster`` -> RedisCluster: three cluster-enabled redis-server nodes joined
   with ``redis-cli --cluster create``.
+* ``mariadb`` -> MariaDBServer: Debian's mariadbd with a private data dir, TLS on.
+* ``seafile_db`` -> SeafileTestDB: a Seafile database on MariaDB, then on SQLite.
 * ``new_bucket`` -> ``new_bucket(server, prefix="t") -> name``: a fresh bucket,
   deleted (with its contents) after the test.
 * ``seaweed_bucket`` / ``rclone_bucket`` -> a fresh bucket name on that server.
@@ -36,6 +38,7 @@ import pytest
 
 from .servers import (
     ManagedServer,
+    MariaDBServer,
     MemcachedServer,
     RcloneS3,
     RedisCluster,
@@ -47,6 +50,7 @@ from .servers import (
     patch_localhost_resolution,
     unique_bucket_name,
 )
+from .storage_classes import SeafileTestDB
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -160,6 +164,21 @@ def redis_cluster() -> Iterator[RedisCluster]:
 @pytest.fixture(scope="session")
 def memcached_server() -> Iterator[MemcachedServer]:
     yield from _session_server(MemcachedServer())
+
+
+@pytest.fixture(scope="session")
+def mariadb(test_ca: TestCA) -> Iterator[MariaDBServer]:
+    yield from _session_server(MariaDBServer(ca=test_ca))
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def seafile_db(request: pytest.FixtureRequest, tmp_path: Path) -> SeafileTestDB:
+    """A fresh Seafile database (Repo, RepoTrash, RepoStorageId) on the session MariaDB,
+    or in ``seafile.db`` of a data dir (SQLite): each test runs against both."""
+    if request.param == "mariadb":
+        server = request.getfixturevalue("mariadb")
+        return SeafileTestDB("mariadb", tmp_path / "seafile-data", server)
+    return SeafileTestDB("sqlite", tmp_path / "seafile-data")
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOOPBACK",
     "ManagedServer",
+    "MariaDBServer",
     "MemcachedServer",
     "RcloneClient",
     "RcloneS3",
@@ -1421,6 +1422,134 @@ class TinyProxy(ManagedServer):
     def _probe(self) -> bool:
         with socket.create_connection((self.host, self.port), timeout=1):
             return True
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+class MariaDBServer(ManagedServer):
+    """Debian's ``mariadbd`` on 127.0.0.1:``port`` with a private data dir, socket and
+    pid file (``mariadb-install-db`` on first start; ``--no-defaults``, so no system
+    my.cnf is read).  A user ``user``/``password`` may do everything; :meth:`create_database`
+    makes a fresh database.  With ``ca``, TLS is on (the CA's server certificate);
+    :meth:`create_user` with ``require_ssl`` makes a user that must use it.  Never
+    the server that may already listen on 3306."""
+
+    name = "mariadb"
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        user: str = "objstore",
+        password: str | None = None,
+        ca: TestCA | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = 60.0,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        self.mariadbd = find_binary("mariadbd")
+        self.install_db = find_binary("mariadb-install-db")
+        self.user = user
+        self.password = password or f"db-{secrets.token_hex(12)}"
+        self.ca = ca
+        self.extra_args = list(extra_args)
+        self.port = 0
+        self.data_dir = self.dir / "data"
+        self.socket = self.dir / "mariadb.sock"
+        self._user_made = False
+
+    def _assign_ports(self) -> list[int]:
+        self.port = free_port()
+        return [self.port]
+
+    def _root_args(self) -> list[str]:
+        return ["--user=root"] if os.geteuid() == 0 else []
+
+    def _before_start(self) -> None:
+        if (self.data_dir / "mysql").is_dir():
+            return
+        with open(self.log_file, "ab") as log:
+            subprocess.run(
+                [self.install_db, "--no-defaults", f"--datadir={self.data_dir}",
+                 "--auth-root-authentication-method=normal", "--skip-test-db",
+                 "--skip-name-resolve", *self._root_args()],
+                cwd=self.dir, env=self._env(), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, check=True, timeout=120,
+            )  # fmt: skip
+
+    def _command(self) -> list[str]:
+        return [
+            self.mariadbd, "--no-defaults", f"--datadir={self.data_dir}",
+            f"--port={self.port}", f"--bind-address={self.host}", f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'mariadb.pid'}", f"--tmpdir={self._tmpdir}",
+            "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M",
+            "--performance-schema=off", *self._root_args(), *self._tls_args(),
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def _tls_args(self) -> list[str]:
+        if self.ca is None:
+            return []
+        return [f"--ssl-cert={self.ca.cert_file}", f"--ssl-key={self.ca.key_file}",
+                f"--ssl-ca={self.ca.ca_file}"]  # fmt: skip
+
+    def connect(self, database: str | None = None, **kw: Any) -> Any:
+        """A PyMySQL connection as the test user (over TCP), autocommit."""
+        import pymysql
+
+        args: dict[str, Any] = {
+            "host": self.host, "port": self.port, "user": self.user,
+            "password": self.password, "database": database, "autocommit": True,
+            "connect_timeout": 5,
+        }  # fmt: skip
+        args.update(kw)
+        return pymysql.connect(**args)
+
+    def _probe(self) -> bool:
+        import pymysql
+
+        root = pymysql.connect(unix_socket=str(self.socket), user="root", connect_timeout=2)
+        try:
+            with root.cursor() as cur:
+                if not self._user_made:
+                    for host in ("127.0.0.1", "localhost"):
+                        cur.execute(
+                            "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
+                            (self.user, host, self.password),
+                        )
+                        cur.execute(f"GRANT ALL ON *.* TO '{self.user}'@'{host}' WITH GRANT OPTION")
+                    self._user_made = True
+                cur.execute("SELECT 1")
+                return bool(cur.fetchone())
+        finally:
+            root.close()
+
+    def create_user(self, name: str, password: str, *, require_ssl: bool = False) -> None:
+        """Another user who may do everything (``require_ssl``: only over TLS)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                for host in ("127.0.0.1", "localhost"):
+                    cur.execute(
+                        "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (name, host, password)
+                    )
+                    cur.execute(f"GRANT ALL ON *.* TO '{name}'@'{host}'"
+                                + (" REQUIRE SSL" if require_ssl else ""))  # fmt: skip
+        finally:
+            conn.close()
+
+    def create_database(self, name: str | None = None) -> str:
+        """A new empty database (``name`` or a unique one); returns its name."""
+        name = name or f"seafile_{secrets.token_hex(6)}"
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+        return name
 
 
 # --------------------------------------------------------------------------- rclone client

@@ -12,7 +12,9 @@ Keys are the command-line options with ``_`` for ``-``: ``kinds``, ``repos``,
 ``repos_from``, ``workers``, ``verify``, ``verify_only``, ``dry_run``, ``bwlimit``,
 ``shard``, ``server_side_copy``, ``decrypt``, ``retries``, ``progress``,
 ``report``, plus ``description``.  Relative paths are relative to the plan file.
-Options given on the command line win over the file.
+Options given on the command line win over the file.  A storage-class move
+(``objstore-migrate CONF --from-class A --to-class B``) has ``source`` (the CONF),
+``from_class``, ``to_class``, optionally ``update_mapping``, and no ``destination``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class PlanFile:
 
     path: Path
     source: Path
-    destination: Path
+    destination: Path | None
     description: str = ""
     values: Mapping[str, Any] = field(default_factory=dict)
 
@@ -113,6 +115,9 @@ _CONVERTERS: dict[str, Callable[[object], object]] = {
     "retries": _int(0, 100),
     "progress": _choice(PROGRESS_MODES),
     "report": _str,
+    "from_class": _str,
+    "to_class": _str,
+    "update_mapping": _bool,
 }
 _PATHS = ("repos_from", "report")
 
@@ -153,7 +158,8 @@ def load_plan_file(path: str | os.PathLike[str]) -> PlanFile:
         else:
             known = ", ".join(["source", "destination", "description", *_CONVERTERS])
             raise ConfigError(f"unknown key (known: {known})", file=where, option=key)
-    for key in ("source", "destination"):
+    needed = ("source",) if "from_class" in values else ("source", "destination")
+    for key in needed:
         if key not in ends:
             raise ConfigError("required", file=where, option=key)
-    return PlanFile(file, ends["source"], ends["destination"], description, values)
+    return PlanFile(file, ends["source"], ends.get("destination"), description, values)
