@@ -516,7 +516,7 @@ class Migration:
 
     def _listing(self, driver: Driver, name: str) -> Prefetch:
         opts = self.options
-        return Prefetch(scoped_listing(driver.list, opts.repos, opts.shard), name=f"list-{name}")
+        return Prefetch(scoped_listing(driver, opts.repos, opts.shard), name=f"list-{name}")
 
     def warn_once(self, key: str, message: str) -> None:
         """Log a warning and keep it for the report, once per ``key``."""
