@@ -413,6 +413,39 @@ def test_resizing_n_loses_nothing_and_copies_nothing_twice(
     assert check.returncode == 0 and f"{total} checked, {total} ok, 0 missing" in check.stdout
 
 
+def test_merge_reports_needs_real_runs_of_one_migration(tmp_path: Path) -> None:
+    """A dry run is no success, shards of other kinds are another migration, and a
+    run that stopped before it started is named (its shard is then missing)."""
+    src = build_disk_store(tmp_path / "src", repos=2, seed=4, files=1)
+    dst = write_conf(tmp_path / "dst", fs_conf(tmp_path / "dst-data"))
+    (tmp_path / "dst-data").mkdir()
+
+    def shard(k: int, *extra: Any) -> Path:
+        proc = run_cli([src, dst, "--shard", f"{k}/2", "--report", tmp_path / "r.json", *extra])
+        assert proc.returncode == 0, proc.stderr
+        return tmp_path / f"r.shard-{k}-of-2.json"
+
+    dry = merge(shard(0, "--dry-run"), shard(1, "--dry-run"))
+    assert dry.returncode == 1
+    assert "failed: a dry run (nothing was copied or verified)" in dry.stdout
+    kinds = merge(shard(0, "--kinds", "block"), shard(1))
+    assert kinds.returncode == 1 and "other kinds than" in kinds.stdout
+    both = [shard(0), shard(1)]
+    assert merge(*both).returncode == 0
+    env = cli_env()
+    env.pop("JOB_COMPLETION_INDEX", None)  # the run stops before it knows its shard
+    stopped = subprocess.run(
+        cli_command([src, dst, "--shard", "env:JOB_COMPLETION_INDEX/2", "--report",
+                     tmp_path / "early.json"]),
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert stopped.returncode == 2
+    early = merge(both[0], tmp_path / "early.json")
+    assert early.returncode == 1
+    assert f"{tmp_path / 'early.json'}: the run stopped before it started (exit 2)" in early.stdout
+    assert "missing: 1 of 2 shards (1/2)" in early.stdout
+
+
 def test_merge_reports_bad_files_exit_2(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
