@@ -451,8 +451,11 @@ def test_merge_reports_bad_files_exit_2(tmp_path: Path) -> None:
     garbage.write_text("{not json")
     alien = tmp_path / "alien.json"
     alien.write_text(json.dumps({"hello": 1}))
+    moved = tmp_path / "class-move.json"
+    moved.write_text(json.dumps({"class_move": {}, "runs": [], "exit_code": 0, "ok": True}))
     for path, words in ((garbage, "not JSON"), (alien, "not an objstore-migrate report"),
-                        (tmp_path / "missing.json", "cannot read")):  # fmt: skip
+                        (tmp_path / "missing.json", "cannot read"),
+                        (moved, "a storage-class move report")):  # fmt: skip
         proc = merge(path)
         assert proc.returncode == 2
         (line,) = proc.stderr.strip().splitlines()
