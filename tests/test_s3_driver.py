@@ -29,7 +29,14 @@ def block(data: bytes) -> tuple[str, bytes]:
 
 
 def open_block_store(tmp: Path, name: str, server: Any, bucket: str, **kw: Any) -> Stores:
-    text = "".join(s3_section(server, kind, bucket, **kw) for kind in ObjKind)
+    """Stores on one bucket: blocks under ``key_prefix`` (default ``blocks/``), the
+    other kinds under ``x-<kind>/`` apart from it."""
+    prefix = kw.pop("key_prefix", "blocks/")
+    text = "".join(
+        s3_section(server, kind, bucket, **kw,
+                   key_prefix=prefix if kind is ObjKind.BLOCK else f"x-{kind.value}/{prefix or ''}")
+        for kind in ObjKind
+    )  # fmt: skip
     return objstore.open_stores(write_conf(tmp / name, text))
 
 
@@ -117,35 +124,24 @@ def test_errors_map_to_objstore_errors(tmp_path: Path, seaweed: Any, new_bucket:
     with pytest.raises(NotFound):
         good.block.read(repo, "0" * 39 + "1")
     with (
-        objstore.open_stores(
-            write_conf(
-                tmp_path / "other-key",
-                "".join(
-                    s3_section(seaweed, k, bucket, https=True, sse_c_key=SSE_B) for k in ObjKind
-                ),
-            )
-        ) as wrong_key,
+        open_block_store(tmp_path, "other-key", seaweed, bucket, https=True, sse_c_key=SSE_B)
+        as wrong_key,
         pytest.raises(EncryptionKeyError),
     ):
         wrong_key.block.read(repo, obj)
-    with objstore.open_stores(
-        write_conf(
-            tmp_path / "bad-secret",
-            "".join(s3_section(seaweed, k, bucket, secret="wrong-secret") for k in ObjKind),
-        ),
-        check=False,
-    ) as bad:
+    conf = write_conf(tmp_path / "bad-secret", "".join(
+        s3_section(seaweed, k, bucket, secret="wrong-secret", key_prefix=f"{k.value}/")
+        for k in ObjKind
+    ))  # fmt: skip
+    with objstore.open_stores(conf, check=False) as bad:
         with pytest.raises(AuthError) as exc:
             bad.block.write(repo, obj, data)
         assert "wrong-secret" not in str(exc.value)
+    conf = write_conf(tmp_path / "no-bucket", "".join(
+        s3_section(seaweed, k, f"{bucket}-missing-{k.value}") for k in ObjKind
+    ))  # fmt: skip
     with (
-        objstore.open_stores(
-            write_conf(
-                tmp_path / "no-bucket",
-                "".join(s3_section(seaweed, k, bucket + "-missing") for k in ObjKind),
-            ),
-            check=False,
-        ) as missing,
+        objstore.open_stores(conf, check=False) as missing,
         pytest.raises(BucketNotFound),
     ):
         list(missing.block.list())
