@@ -27,6 +27,7 @@ from .errors import (
     NotFound,
     ObjStoreError,
     PermissionDenied,
+    ServerSideCopyUnsupported,
     StorageFull,
 )
 from .ids import ObjectInfo, ObjKind
@@ -75,6 +76,7 @@ __all__ = [
     "PermissionDenied",
     "Plan",
     "RepoMapping",
+    "ServerSideCopyUnsupported",
     "StorageClass",
     "StorageClasses",
     "StorageClassesConfig",

@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -34,7 +35,13 @@ from .migration.options import (
     read_repo_list,
 )
 from .migration.planfile import PROGRESS_MODES, load_plan_file
-from .migration.results import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, MigrationResult
+from .migration.results import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    MigrationResult,
+    Plan,
+)
 from .migration.shards import shard_report_path
 from .progress import LogProgress, NullProgress, Progress, TqdmProgress, format_bytes
 
@@ -95,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", nargs="?", metavar="SRC", help="source seafile.conf (or its directory)")
     p.add_argument("dest", nargs="?", metavar="DEST", help="destination seafile.conf (or its dir)")
     p.add_argument("--plan", metavar="FILE", help="read SRC, DEST and options from a TOML plan")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="SRC's data dir, for fs backends without `dir` (a seafile.conf without backend "
+        "sections keeps its objects under DIR/storage); default $SEAFILE_DATA_DIR",
+    )
+    p.add_argument(
+        "--dest-data-dir",
+        metavar="DIR",
+        help="DEST's data dir, likewise (DEST is read without the environment, so "
+        "$SEAFILE_DATA_DIR does not apply to it)",
+    )
     p.add_argument(
         "--from-class",
         metavar="ID",
@@ -191,11 +210,23 @@ class _UsageError(Exception):
     pass
 
 
-def _settings(
-    args: argparse.Namespace,
-) -> tuple[str, str, MigrateOptions, str, Path | None, tuple[str, str, bool] | None]:
-    """Merge the plan file (if any) with the command line (which wins).  The last
-    value is ``(from_class, to_class, update_mapping)`` for a storage-class move."""
+@dataclass
+class _Settings:
+    """One run, from the plan file and the command line."""
+
+    src: str
+    dest: str
+    options: MigrateOptions
+    progress: str
+    report: Path | None
+    classes: tuple[str, str, bool] | None
+    """``(from_class, to_class, update_mapping)`` for a storage-class move."""
+    data_dir: str | None = None
+    dest_data_dir: str | None = None
+
+
+def _settings(args: argparse.Namespace) -> _Settings:
+    """Merge the plan file (if any) with the command line (which wins)."""
     values: dict[str, Any] = {}
     src, dest = args.src, args.dest
     if args.plan:
@@ -225,6 +256,8 @@ def _settings(
         "retries",
         "progress",
         "report",
+        "data_dir",
+        "dest_data_dir",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -270,11 +303,13 @@ def _settings(
     report = values.get("report")
     if classes is not None and classes[2] and (options.verify_only or options.shard):
         raise _UsageError("--update-mapping cannot be combined with --verify-only or --shard")
-    progress = values.get("progress", "auto")
     report_path = Path(report) if report else None
     if report_path is not None and options.shard is not None:
         report_path = shard_report_path(report_path, options.shard)
-    return src, dest, options, progress, report_path, classes
+    return _Settings(
+        src, dest, options, values.get("progress", "auto"), report_path,
+        classes, values.get("data_dir"), values.get("dest_data_dir"),
+    )  # fmt: skip
 
 
 def _class_move(
@@ -360,26 +395,59 @@ def print_origins(src: StoreConfig, dest: StoreConfig, out: IO[str]) -> None:
     out.flush()
 
 
+def _encryption(fingerprint: str | None) -> str:
+    if fingerprint is None:
+        return ""
+    return f" (SSE-C, key fingerprint {fingerprint.partition(':')[2]})"
+
+
+def print_locations(plan: Plan, out: IO[str]) -> None:
+    """Per kind: where it is read from and written to, and with which SSE-C key
+    (a fingerprint, never the key)."""
+    for kp in plan.kinds.values():
+        out.write(f"  {kp.kind:<8} {kp.source}{_encryption(kp.source_encryption)}\n")
+        out.write(f"  {'':<8} -> {kp.destination}{_encryption(kp.destination_encryption)}\n")
+
+
+def print_plan(plan: Plan, out: IO[str]) -> None:
+    """The plan, before anything is copied: locations, then per kind what the
+    source holds and what the destination lacks."""
+    out.write("plan:\n")
+    print_locations(plan, out)
+    out.write(
+        f"{'kind':<8} {'method':<17} {'objects':>9} {'bytes':>10} {'present':>9} "
+        f"{'to copy':>9} {'to copy bytes':>14} {'extra':>7}\n"
+    )
+    for kp in plan.kinds.values():
+        out.write(
+            f"{kp.kind:<8} {kp.method:<17} {kp.objects:>9} {format_bytes(kp.bytes):>10} "
+            f"{kp.present:>9} {kp.to_copy:>9} {format_bytes(kp.to_copy_bytes):>14} "
+            f"{kp.extra:>7}\n"
+        )
+    if any(kp.method == "rotate in place" for kp in plan.kinds.values()):
+        out.write(
+            "(rotate in place: every object is checked under the new key; "
+            "'to copy' is an upper bound)\n"
+        )
+    if not plan.objects:
+        out.write("warning: the source has no objects in scope: nothing to copy\n")
+    out.flush()
+
+
+_VERIFY_MEANS = {
+    "size": "every object present at the destination with the source's size",
+    "hash": "every destination object re-read and checked against its id",
+}
+
+
 def print_summary(result: MigrationResult, out: IO[str]) -> None:
-    """The human summary: plan table, copy and verify numbers, failures."""
+    """The human summary: locations, copy and verify numbers, failures, what is
+    left after an interruption, the verdict (and which verify mode it rests on)."""
     w = out.write
     plan = result.plan
     if plan is not None and plan.kinds:
-        w(
-            f"{'kind':<8} {'method':<17} {'objects':>9} {'bytes':>10} {'present':>9} "
-            f"{'to copy':>9} {'to copy bytes':>14} {'extra':>7}\n"
-        )
-        for kp in plan.kinds.values():
-            w(
-                f"{kp.kind:<8} {kp.method:<17} {kp.objects:>9} {format_bytes(kp.bytes):>10} "
-                f"{kp.present:>9} {kp.to_copy:>9} {format_bytes(kp.to_copy_bytes):>14} "
-                f"{kp.extra:>7}\n"
-            )
-        if any(kp.method == "rotate in place" for kp in plan.kinds.values()):
-            w(
-                "(rotate in place: every object is checked under the new key; "
-                "'to copy' is an upper bound)\n"
-            )
+        w("locations:\n")
+        print_locations(plan, out)
     if result.options.get("dry_run"):
         w("dry run: nothing was written\n")
     t = result.transfer
@@ -394,8 +462,9 @@ def print_summary(result: MigrationResult, out: IO[str]) -> None:
         )
     v = result.verify
     if v is not None:
+        repaired = f" ({v.repaired} copied again and then right)" if v.repaired else ""
         w(
-            f"verify ({v.mode}): {v.checked} checked, {v.ok} ok, {v.missing} missing, "
+            f"verify ({v.mode}): {v.checked} checked, {v.ok} ok{repaired}, {v.missing} missing, "
             f"{v.mismatched} wrong size, {v.corrupt} corrupt, {v.failed} unreadable"
             f"{f', {v.extra} only in the destination' if v.extra else ''}\n"
         )
@@ -411,6 +480,19 @@ def print_summary(result: MigrationResult, out: IO[str]) -> None:
         w(f"warning: {warning}\n")
     if result.fatal:
         w(f"stopped early: {result.fatal}\n")
+    if result.interrupted:
+        to_copy = plan.to_copy if plan is not None else 0
+        copied = t.copied if t is not None else 0
+        w(
+            f"interrupted: {copied} of {to_copy} objects to copy were copied; run the same "
+            "command again to copy the rest (what is already there is skipped, nothing is "
+            "copied twice)\n"
+        )
+    mode = result.options.get("verify", "none")
+    if not result.options.get("dry_run") and result.verify is not None:
+        w(f"verified by {mode}: {_VERIFY_MEANS.get(mode, mode)}\n")
+    elif not result.options.get("dry_run") and mode == "none":
+        w("not verified (--verify none)\n")
     state = "INTERRUPTED" if result.interrupted else "OK" if result.ok else "FAILED"
     w(f"result: {state} (exit {result.exit_code}) in {result.seconds:.1f}s\n")
 
@@ -453,11 +535,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report: Path | None = Path(args.report) if args.report else None
     try:
-        src, dest, options, mode, report, classes = _settings(args)
+        run = _settings(args)
     except _UsageError as exc:
         parser.error(str(exc))
     except (ConfigError, ValueError, InvalidId) as exc:
         return _error(str(exc), report)
+    report = run.report
+    if report is not None:
+        problem = _unwritable(report)
+        if problem:  # found now, not after hours of copying
+            return _error(f"cannot write the report {report}: {problem}", None)
+    mode = run.progress
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "log"
     restore_logging = _setup_logging(mode, args.verbose)
@@ -465,27 +553,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(ValueError):  # not in the main thread
         old_sigterm = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        if classes is not None:
+        if run.classes is not None:
             from .cli_classes import move_classes
 
-            return move_classes(src, *classes, options, _progress(mode), report)
-        return _migrate(src, dest, options, _progress(mode), report)
+            return move_classes(
+                run.src, *run.classes, run.options, _progress(mode), report,
+                data_dir=run.data_dir,
+            )  # fmt: skip
+        return _migrate(run, _progress(mode), report)
     finally:
         restore_logging()
         if old_sigterm is not None:
             signal.signal(signal.SIGTERM, old_sigterm)
 
 
-def _migrate(
-    src: str, dest: str, options: MigrateOptions, progress: Progress, report: Path | None
-) -> int:
+def _unwritable(path: Path) -> str | None:
+    """Why the report cannot be written at ``path`` (None: it can): checked by
+    creating and removing a file beside it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if path.is_dir():
+        return "it is a directory"
+    return None
+
+
+def _migrate(run: _Settings, progress: Progress, report: Path | None) -> int:
     from .migration.engine import Migration, MigrationInterrupted
 
+    options = run.options
     try:
         # SRC is the running deployment: the environment applies to it, as it does
         # to Seafile; DEST is read as written.
-        src_cfg = load_config(src)
-        dst_cfg = load_config(dest, use_env=False)
+        src_cfg = load_config(run.src, data_dir=run.data_dir)
+        dst_cfg = load_config(run.dest, data_dir=run.dest_data_dir, use_env=False)
         print_origins(src_cfg, dst_cfg, sys.stdout)
         migration = Migration.open(src_cfg, dst_cfg, options, progress=progress)
     except (ConfigError, AuthError) as exc:
@@ -495,7 +600,7 @@ def _migrate(
     except KeyboardInterrupt:
         return _error("interrupted", report, EXIT_INTERRUPTED)
     try:
-        result = migration.run()
+        result = migration.run(on_plan=lambda plan: print_plan(plan, sys.stdout))
     except MigrationInterrupted as exc:
         result = exc.result
     except (ConfigError, AuthError) as exc:

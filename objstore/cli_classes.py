@@ -50,10 +50,13 @@ def move_classes(
     options: MigrateOptions,
     progress: Progress,
     report: Path | None,
+    *,
+    data_dir: str | None = None,
 ) -> int:
-    """Run a storage-class move as the CLI does (prints, writes the report); the exit code."""
+    """Run a storage-class move as the CLI does (prints, writes the report); the exit code.
+    ``data_dir``: where an SQLite ``seafile.db`` lives (default ``SEAFILE_DATA_DIR``)."""
     try:
-        with open_storage_classes(conf) as classes:
+        with open_storage_classes(conf, data_dir=data_dir) as classes:
             move = ClassMove(classes, from_id, to_id, options.repos)
             return _move(classes, move, update_mapping, options, progress, report)
     except ObjStoreError as exc:

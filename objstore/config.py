@@ -101,13 +101,6 @@ class S3Config:
     multipart_chunksize: int = 16 * MiB
     multipart_concurrency: int = 4
 
-    @property
-    def endpoint_url(self) -> str | None:
-        """``scheme://host[:port]``, or None for AWS's default endpoint."""
-        if not self.host:
-            return None
-        return f"{'https' if self.use_https else 'http'}://{self.host}"
-
 
 BackendConfig = Union[FsConfig, S3Config]
 
@@ -446,8 +439,14 @@ class _DataDir:
             if env.get(var):
                 return cls(Path(env[var]), f"{var}={env[var]}")
         if use_env:
-            return cls(None, "", "pass data_dir= or set SEAFILE_DATA_DIR")
-        return cls(None, "", "pass data_dir= (this configuration is read without the environment)")
+            return cls(
+                None, "", "give the data dir (data_dir=, objstore-migrate --data-dir, or "
+                "SEAFILE_DATA_DIR)",
+            )  # fmt: skip
+        return cls(
+            None, "", "give the data dir (data_dir=, or objstore-migrate --dest-data-dir: this "
+            "configuration is read without the environment)",
+        )  # fmt: skip
 
 
 def _fs_config(sec: _Section, base: Path, data: _DataDir) -> FsConfig:
@@ -871,7 +870,9 @@ def load_config(
         warnings.extend(f"{s} is not used: {origin} wins, as in Seafile" for s in overridden)
     for w in warnings:
         log.warning("%s: %s", conf, w)
-    return StoreConfig(str(conf), backends, cache, crypt, tuple(warnings), origins, cache_origin)
+    config = StoreConfig(str(conf), backends, cache, crypt, tuple(warnings), origins, cache_origin)
+    check_kinds_apart(config)
+    return config
 
 
 # ---------------------------------------------------------------- the environment (Seafile's rules)
@@ -1054,7 +1055,9 @@ def config_from_env(
     warnings = [*warnings, *_cache_warnings(cache, cache_origin)]
     for w in warnings:
         log.warning("%s: %s", ENV_SOURCE, w)
-    return StoreConfig(ENV_SOURCE, backends, cache, None, tuple(warnings), origins, cache_origin)
+    config = StoreConfig(ENV_SOURCE, backends, cache, None, tuple(warnings), origins, cache_origin)
+    check_kinds_apart(config)
+    return config
 
 
 def _env_name(option: str | None, section: str | None) -> str | None:
@@ -1081,7 +1084,9 @@ def backend_location(backend: BackendConfig, kind: ObjKind) -> str:
     return "file://" + os.path.realpath(backend.dir / "storage" / kind.value)
 
 
-def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind) -> bool:
+def locations_overlap(
+    a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind
+) -> bool:
     """Can the objects of ``a`` (kind ``a_kind``) and ``b`` (kind ``b_kind``) mix?  S3:
     same endpoint and bucket, and one key prefix starts the other; fs: one object
     directory (``<dir>/storage/<kind>``) is, or contains, the other."""
@@ -1096,3 +1101,28 @@ def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kin
         pb = Path(backend_location(b, b_kind)[len("file://") :])
         return pa == pb or pa in pb.parents or pb in pa.parents
     return False
+
+
+def check_kinds_apart(config: StoreConfig) -> None:
+    """Two kinds whose objects could mix (one bucket and key prefix, or one fs
+    directory) are a ConfigError naming both sections: each kind would list the
+    other's objects, and removing one library's blocks would remove its commits."""
+    kinds = list(ObjKind)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            ba, bb = config.backends[a], config.backends[b]
+            if not locations_overlap(ba, a, bb, b):
+                continue
+            if config.source == ENV_SOURCE:
+                names, section, option = (_ENV_BUCKETS[a], _ENV_BUCKETS[b]), None, _ENV_BUCKETS[b]
+            else:
+                names = (f"[{a.section}]", f"[{b.section}]")
+                section, option = b.section, "bucket" if isinstance(bb, S3Config) else "dir"
+            raise ConfigError(
+                f"{names[0]} and {names[1]} share {backend_location(ba, a)}: the objects of "
+                f"the two kinds would mix; give each kind its own bucket, or its own "
+                "key_prefix (e.g. 'blocks/', 'fs/', 'commits/')",
+                file=config.source,
+                section=section,
+                option=option,
+            )

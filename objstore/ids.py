@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import InvalidId
 
@@ -90,8 +90,10 @@ def check_obj_id(value: object) -> str:
 
 @dataclass(frozen=True, order=True)
 class ObjectInfo:
-    """What a listing or ``stat`` knows about one stored object."""
+    """What a listing or ``stat`` knows about one stored object.  ``etag``: the
+    server's ETag from an S3 listing (quotes removed), else None; not compared."""
 
     repo_id: str
     obj_id: str
     size: int
+    etag: str | None = field(default=None, compare=False)

@@ -27,7 +27,7 @@ class Progress(Protocol):
 
     def update(self, done: int, done_bytes: int) -> None: ...
 
-    def end(self) -> None: ...
+    def end(self, complete: bool = True) -> None: ...
 
 
 class NullProgress:
@@ -39,7 +39,7 @@ class NullProgress:
     def update(self, done: int, done_bytes: int) -> None:
         pass
 
-    def end(self) -> None:
+    def end(self, complete: bool = True) -> None:
         pass
 
 
@@ -114,14 +114,15 @@ class LogProgress:
             self._last = now
         self.log.info("%s", step.line())
 
-    def end(self) -> None:
+    def end(self, complete: bool = True) -> None:
         step, self._step = self._step, None
-        if step is not None and (step.done or step.total):
+        if step is not None and (step.done or step.total or not complete):
             ops, bps, elapsed = step.rates()
             self.log.info(
-                "%s %s done: %d objects, %s in %.1fs (%.0f obj/s, %s/s)",
+                "%s %s %s: %d objects, %s in %.1fs (%.0f obj/s, %s/s)",
                 step.phase,
                 step.kind,
+                "done" if complete else "stopped before the end",
                 step.done,
                 format_bytes(step.done_bytes),
                 elapsed,
@@ -168,8 +169,10 @@ class TqdmProgress:
             bar.set_postfix_str(f"{format_bytes(done_bytes)}, {format_bytes(bps)}/s", refresh=False)
             bar.update(done - bar.n)
 
-    def end(self) -> None:
+    def end(self, complete: bool = True) -> None:
         with self._lock:
             if self._bar is not None:
+                if not complete:
+                    self._bar.set_description_str(f"{self._bar.desc} (stopped)", refresh=False)
                 self._bar.close()
             self._bar = self._step = None

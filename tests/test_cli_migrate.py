@@ -34,6 +34,7 @@ from .test_migrate_helpers import (
     read_report,
     run_cli,
     s3_dest,
+    stop_cli_after_blocks,
 )
 
 MiB = 1024 * 1024
@@ -175,27 +176,11 @@ def test_cli_sigterm_stops_like_ctrl_c(
     """Kubernetes stops a pod with SIGTERM: clean stop, report, exit 130."""
     dst = s3_dest(tmp_path, "term", seaweed, new_bucket)
     report = tmp_path / "term.json"
-    with objstore.open_stores(dst) as stores:
-        proc = subprocess.Popen(
-            cli_command([disk_source, dst, "--bwlimit", "40k", "--report", report]),
-            env=cli_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        try:
-
-            def five_blocks() -> bool:
-                assert proc.poll() is None, "finished before SIGTERM"
-                return len(listing(stores, ObjKind.BLOCK)) >= 5
-
-            wait_until(five_blocks, "5 blocks in the destination")
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 130, err
+    args = [disk_source, dst, "--bwlimit", "40k", "--report", report]
+    code, out, err = stop_cli_after_blocks(args, dst, 5, signal.SIGTERM)
+    assert code == 130, err
     assert "Traceback" not in err
+    assert "run the same command again" in out
     data = read_report(report)
     assert data["interrupted"] is True
     assert 5 <= data["transfer"]["copied"] < count_objects(disk_source)

@@ -98,7 +98,7 @@ def test_s3_values(tmp_path: Path) -> None:
     )
     assert b.use_v4_signature and b.use_https and b.path_style_request
     assert b.key is not None and b.key.reveal() == "SECRETKEY"
-    assert b.endpoint_url == "https://s3.example:9000"
+    assert (b.host, b.use_https) == ("s3.example:9000", True)
     assert b.multipart_threshold == 32 * 1024 * 1024 and b.max_connections == 50
     assert "SECRETKEY" not in repr(b) and KEY32 not in repr(b) and KEY32 not in str(cfg)
     assert isinstance(cfg.backends[ObjKind.COMMIT], FsConfig)  # missing section: data dir

@@ -149,3 +149,31 @@ def run_cli(
 def read_report(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def stop_cli_after_blocks(
+    args: Sequence[str | os.PathLike[str]], dest: Path, blocks: int, sig: int
+) -> tuple[int, str, str]:
+    """Run objstore-migrate, send ``sig`` once ``blocks`` blocks are in ``dest``;
+    (exit code, stdout, stderr)."""
+    from .helpers import wait_until
+
+    with objstore.open_stores(dest) as stores:
+        proc = subprocess.Popen(
+            cli_command(args), env=cli_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+
+            def enough() -> bool:
+                assert proc.poll() is None, "finished before the signal"
+                return len(listing(stores, ObjKind.BLOCK)) >= blocks
+
+            wait_until(enough, f"{blocks} blocks in the destination")
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return proc.returncode, out, err

@@ -40,7 +40,7 @@ class KillDuring:
             self.killed.set()
             self.server.kill()
 
-    def end(self) -> None:
+    def end(self, complete: bool = True) -> None:
         pass
 
 

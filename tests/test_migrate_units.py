@@ -207,9 +207,11 @@ def test_listing_page_parser() -> None:
         "</Contents>"
         for i in range(5)
     ]
-    assert parse_list_page(page(usual)).entries == [(f"p/{i}&x", i * 10) for i in range(5)]
+    assert parse_list_page(page(usual)).entries == [
+        (f"p/{i}&x", i * 10, "abc") for i in range(5)
+    ]
     size_first = [f"<Contents><Size>{i}</Size><Key>k{i}</Key></Contents>" for i in range(3)]
-    assert parse_list_page(page(size_first)).entries == [(f"k{i}", i) for i in range(3)]
+    assert parse_list_page(page(size_first)).entries == [(f"k{i}", i, None) for i in range(3)]
     empty = parse_list_page(page([]))
     assert (empty.entries, empty.truncated, empty.token) == ([], False, None)
     more = parse_list_page(page(
@@ -217,7 +219,7 @@ def test_listing_page_parser() -> None:
         "<IsTruncated>true</IsTruncated><NextContinuationToken>t&amp;1</NextContinuationToken>"
         "<EncodingType>url</EncodingType>",
     ))  # fmt: skip
-    assert (more.entries, more.truncated, more.token) == ([("a/b c", 1)], True, "t&1")
+    assert (more.entries, more.truncated, more.token) == ([("a/b c", 1, None)], True, "t&1")
     for bad in (
         page(["<Contents><Key>k</Key><Size>1.5</Size></Contents>"]),
         page(["<Contents><Key>k</Key><Size>-1</Size></Contents>"]),

@@ -7,6 +7,9 @@ used by key rotation is right for every combination of keys."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +32,14 @@ def block(data: bytes) -> tuple[str, bytes]:
 
 
 def open_block_store(tmp: Path, name: str, server: Any, bucket: str, **kw: Any) -> Stores:
-    text = "".join(s3_section(server, kind, bucket, **kw) for kind in ObjKind)
+    """Stores on one bucket: blocks under ``key_prefix`` (default ``blocks/``), the
+    other kinds under ``x-<kind>/`` apart from it."""
+    prefix = kw.pop("key_prefix", "blocks/")
+    text = "".join(
+        s3_section(server, kind, bucket, **kw,
+                   key_prefix=prefix if kind is ObjKind.BLOCK else f"x-{kind.value}/{prefix or ''}")
+        for kind in ObjKind
+    )  # fmt: skip
     return objstore.open_stores(write_conf(tmp / name, text))
 
 
@@ -117,35 +127,24 @@ def test_errors_map_to_objstore_errors(tmp_path: Path, seaweed: Any, new_bucket:
     with pytest.raises(NotFound):
         good.block.read(repo, "0" * 39 + "1")
     with (
-        objstore.open_stores(
-            write_conf(
-                tmp_path / "other-key",
-                "".join(
-                    s3_section(seaweed, k, bucket, https=True, sse_c_key=SSE_B) for k in ObjKind
-                ),
-            )
-        ) as wrong_key,
+        open_block_store(tmp_path, "other-key", seaweed, bucket, https=True, sse_c_key=SSE_B)
+        as wrong_key,
         pytest.raises(EncryptionKeyError),
     ):
         wrong_key.block.read(repo, obj)
-    with objstore.open_stores(
-        write_conf(
-            tmp_path / "bad-secret",
-            "".join(s3_section(seaweed, k, bucket, secret="wrong-secret") for k in ObjKind),
-        ),
-        check=False,
-    ) as bad:
+    conf = write_conf(tmp_path / "bad-secret", "".join(
+        s3_section(seaweed, k, bucket, secret="wrong-secret", key_prefix=f"{k.value}/")
+        for k in ObjKind
+    ))  # fmt: skip
+    with objstore.open_stores(conf, check=False) as bad:
         with pytest.raises(AuthError) as exc:
             bad.block.write(repo, obj, data)
         assert "wrong-secret" not in str(exc.value)
+    conf = write_conf(tmp_path / "no-bucket", "".join(
+        s3_section(seaweed, k, f"{bucket}-missing-{k.value}") for k in ObjKind
+    ))  # fmt: skip
     with (
-        objstore.open_stores(
-            write_conf(
-                tmp_path / "no-bucket",
-                "".join(s3_section(seaweed, k, bucket + "-missing") for k in ObjKind),
-            ),
-            check=False,
-        ) as missing,
+        objstore.open_stores(conf, check=False) as missing,
         pytest.raises(BucketNotFound),
     ):
         list(missing.block.list())
@@ -201,3 +200,36 @@ def test_matches_encryption_for_every_combination_of_keys(
     finally:
         for st in stores.values():
             st.close()
+
+
+def test_credentials_from_botocores_chain(tmp_path: Path, seaweed: Any, new_bucket: Any) -> None:
+    """Without key_id/key the credentials come from botocore's chain (here the
+    environment); with nothing in the chain, an AuthError that says so.  The
+    instance-metadata source is switched off (no traffic beyond loopback)."""
+    bucket = new_bucket(seaweed, "chain")
+    text = "".join(
+        s3_section(seaweed, k, bucket, key_prefix=f"{k.value}/")
+        .replace(f"key_id = {seaweed.access_key}\n", "")
+        .replace(f"key = {seaweed.secret_key}\n", "")
+        for k in ObjKind
+    )
+    conf = write_conf(tmp_path / "chain", text)
+    code = (
+        "import sys, objstore\n"
+        "try:\n"
+        "    with objstore.open_stores(sys.argv[1]) as s:\n"
+        "        s.block.write('1b4e28ba-2fa1-11d2-883f-0016d3cca427', 'b' * 40, b'x')\n"
+        "        print('ok', 'botocore' in sys.modules)\n"
+        "except objstore.AuthError as exc:\n"
+        "    print('auth', exc)\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    base.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
+                AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))  # fmt: skip
+    with_env = {**base, "AWS_ACCESS_KEY_ID": seaweed.access_key,
+                "AWS_SECRET_ACCESS_KEY": seaweed.secret_key}  # fmt: skip
+    run = [sys.executable, "-c", code, str(conf)]
+    out = subprocess.run(run, env=with_env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok True", out.stderr
+    out = subprocess.run(run, env=base, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("auth ") and "no credentials found" in out.stdout, out.stdout

@@ -219,7 +219,11 @@ def test_every_request_signs_as_botocore_signs_it(
     captured: list[tuple[str, str, dict[str, str]]],
 ) -> None:  # fmt: skip
     bucket = new_bucket(seaweed, "sign")
-    text = "".join(s3_section(seaweed, kind, bucket, **options) for kind in ObjKind)
+    prefix = options.pop("key_prefix", "")
+    text = "".join(
+        s3_section(seaweed, kind, bucket, key_prefix=f"{prefix}{kind.value}/", **options)
+        for kind in ObjKind
+    )
     with objstore.open_stores(write_conf(tmp_path, text)) as stores:
         _exercise(stores)
     creds = Credentials(seaweed.access_key, seaweed.secret_key)

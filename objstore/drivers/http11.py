@@ -311,6 +311,7 @@ class Connection:
         proxy = ep.proxy
         host, port = (proxy.host, proxy.port) if proxy is not None else (ep.host, ep.port)
         sock: Any = socket.create_connection((host, port), ep.connect_timeout)
+        self._outer = sock  # from now on the watchdog can end the handshakes too
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if proxy is not None and proxy.scheme == "https":
@@ -330,6 +331,7 @@ class Connection:
             sock.settimeout(ep.read_timeout)
         except BaseException:
             sock.close()
+            self._outer = None
             raise
         self._attach(sock, sock, pollable=True)
 
@@ -418,6 +420,7 @@ class Connection:
 
     def _deadline(self, deadline: float) -> _Guard:
         """Arm the watchdog for one step of a request (see :class:`_Guard`)."""
+        self.expired = False
         _watchdog.arm(self, deadline)
         return self._guard
 
@@ -425,7 +428,8 @@ class Connection:
         self.answered = False
         if self._sock is None:
             self._open()
-        self.expired = False
+            if self.expired:  # the deadline passed while connecting
+                raise DeadlineExceeded("the connection was not ready within the request deadline")
         ep = self.endpoint
         if ep.forwarding:
             target = ep.origin + target

@@ -749,7 +749,7 @@ class S3Driver(Driver):
                 page = s3xml.parse_list_page(resp.body)
             except s3xml.MalformedXML as exc:
                 raise BackendUnavailable(f"{where}: malformed listing ({exc})") from None
-            for key, size in page.entries:
+            for key, size, etag in page.entries:
                 if not key.startswith(prefix):
                     raise BackendUnavailable(
                         f"{where}: the server listed {key[:80]!r}, outside the prefix",
@@ -764,7 +764,7 @@ class S3Driver(Driver):
                 last = key
                 m = _ADDRESS_RE.match(key, cut)
                 if m is not None:
-                    yield ObjectInfo(m.group(1), m.group(2), size)
+                    yield ObjectInfo(m.group(1), m.group(2), size, etag)
             if not page.truncated:
                 return
             if not page.token:

@@ -70,8 +70,8 @@ def parse_error(body: bytes) -> ErrorInfo | None:
 
 @dataclass(frozen=True)
 class ListPage:
-    entries: list[tuple[str, int]]
-    """(key, size) in the order the server sent them."""
+    entries: list[tuple[str, int, str | None]]
+    """(key, size, ETag without quotes) in the order the server sent them."""
     truncated: bool
     token: str | None
 
@@ -79,7 +79,7 @@ class ListPage:
 def parse_list_page(body: bytes) -> ListPage:
     """A ListObjectsV2 page (keys url-decoded when the page says so)."""
     root = _parse(body, ("ListBucketResult",))
-    entries: list[tuple[str, int]] = []
+    entries: list[tuple[str, int, str | None]] = []
     truncated = False
     token: str | None = None
     url = False
@@ -92,7 +92,8 @@ def parse_list_page(body: bytes) -> ListPage:
                 raise MalformedXML("a <Contents> without <Key> or <Size>")
             if not _SIZE_RE.match(size.strip()):
                 raise MalformedXML(f"a <Size> that is not a whole number: {size[:20]!r}")
-            entries.append((key, int(size)))
+            etag = _child_text(child, "ETag")
+            entries.append((key, int(size), etag.strip().strip('"') if etag else None))
         elif name == "IsTruncated":
             flag = (child.text or "").strip()
             if flag not in ("true", "false"):
@@ -103,7 +104,7 @@ def parse_list_page(body: bytes) -> ListPage:
         elif name == "EncodingType":
             url = (child.text or "").strip() == "url"
     if url:
-        entries = [(unquote(k), n) if "%" in k else (k, n) for k, n in entries]
+        entries = [(unquote(k), n, e) if "%" in k else (k, n, e) for k, n, e in entries]
     return ListPage(entries, truncated, token)
 
 

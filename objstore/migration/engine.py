@@ -30,7 +30,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from ..config import FsConfig, S3Config, StoreConfig, load_config
+from ..config import (
+    FsConfig,
+    S3Config,
+    StoreConfig,
+    backend_location,
+    load_config,
+    locations_overlap,
+)
 from ..drivers.base import Driver
 from ..errors import (
     AuthError,
@@ -67,6 +74,7 @@ from .results import (
     TransferResult,
     VerifyResult,
 )
+from .shards import shard_of
 
 if TYPE_CHECKING:
     from ..crypt import StoreCrypt
@@ -90,6 +98,10 @@ class MigrationInterrupted(KeyboardInterrupt):
     def __init__(self, result: MigrationResult) -> None:
         super().__init__("migration interrupted")
         self.result = result
+
+
+_STATE_OUTCOME = {MISSING: "missing", MISMATCH: "mismatched"}
+_FOUND = {"missing": "missing in the destination", "mismatched": "size differs in the destination"}
 
 
 class _Fatal(ObjStoreError):
@@ -126,6 +138,7 @@ class _Lane:
     dst_crypt: StoreCrypt | None
     passthrough: bool  # write the stored source bytes unchanged
     sizes_match: SizeCheck
+    etags: bool  # both listings' ETags are MD5s of the same bytes: compare them too
     put_stream_min: int
 
     @property
@@ -156,7 +169,7 @@ class _Pool:
     def __init__(
         self,
         n: int,
-        handle: Callable[[ObjectInfo], None],
+        handle: Callable[[ObjectInfo, str], None],
         cancel: threading.Event,
         budget: ByteBudget,
         name: str,
@@ -164,7 +177,9 @@ class _Pool:
         self._handle = handle
         self._cancel = cancel
         self._budget = budget
-        self._work_queue: queue.SimpleQueue[tuple[ObjectInfo, int] | None] = queue.SimpleQueue()
+        self._work_queue: queue.SimpleQueue[tuple[ObjectInfo, int, str] | None] = (
+            queue.SimpleQueue()
+        )
         self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(2 * n):
             self._slots.put(None)
@@ -174,16 +189,16 @@ class _Pool:
         for i in range(n):
             threading.Thread(target=self._work, name=f"objstore-{name}-{i}", daemon=True).start()
 
-    def submit(self, info: ObjectInfo) -> None:
-        """Queue one object; blocks while the window (or, for a large object, the
-        byte budget) is full."""
+    def submit(self, info: ObjectInfo, note: str = "") -> None:
+        """Queue one object (``note`` goes to the handler with it); blocks while the
+        window (or, for a large object, the byte budget) is full."""
         self._slots.get()
         try:
             held = self._budget.acquire(info.size) if info.size > BUDGETED else 0
         except BaseException:
             self._slots.put(None)
             raise
-        self._work_queue.put((info, held))
+        self._work_queue.put((info, held, note))
 
     def _work(self) -> None:
         try:
@@ -191,10 +206,10 @@ class _Pool:
                 item = self._work_queue.get()
                 if item is None:
                     return
-                info, held = item
+                info, held, note = item
                 try:
                     if not self._cancel.is_set():
-                        self._handle(info)
+                        self._handle(info, note)
                 except Cancelled:
                     pass
                 except BaseException:  # handle() records its own errors; this is a bug
@@ -362,6 +377,8 @@ class Migration:
         self._ssc_lock = threading.Lock()
         src_crypt, dst_crypt = self._crypts()
         self.lanes = [self._lane(kind, src_crypt, dst_crypt) for kind in self.options.kinds]
+        self._check_apart()
+        self._seen_repos: set[str] = set()
 
     # ------------------------------------------------------------------ setup
 
@@ -509,8 +526,30 @@ class Migration:
             dst_crypt=dst_crypt,
             passthrough=passthrough,
             sizes_match=sizes,
+            etags=passthrough and src.encryption is None and dst.encryption is None,
             put_stream_min=threshold if threshold is not None else 1 << 62,
         )
+
+    def _check_apart(self) -> None:
+        """No destination kind may overlap a location of the source (its objects
+        would mix with what is being read), except one kind rotated in place."""
+        src_cfg, dst_cfg = self.source.config, self.dest.config
+        for lane in self.lanes:
+            dst = dst_cfg.backends[lane.kind]
+            for kind in ObjKind:
+                src = src_cfg.backends[kind]
+                if kind is lane.kind and lane.rotate:
+                    continue
+                if locations_overlap(src, kind, dst, lane.kind):
+                    raise ConfigError(
+                        f"the destination's {lane.kind.value} location "
+                        f"({backend_location(dst, lane.kind)}) overlaps the source's "
+                        f"{kind.value} location ({backend_location(src, kind)}): objects would "
+                        "mix; only a key rotation in place (same bucket and key_prefix, another "
+                        "sse_c_key) may read and write one location",
+                        file=dst_cfg.source,
+                        section=lane.kind.section,
+                    )
 
     # ------------------------------------------------------------------ helpers
 
@@ -580,6 +619,7 @@ class Migration:
         listings).  Also checks, on the first objects met, that each side's SSE-C
         key or [store_crypt] key opens them (ConfigError otherwise)."""
         self._plan = Plan()
+        self._seen_repos = set()
         # every listing starts now (bounded read-ahead), so their waits overlap
         listings = [
             (lane, self._listing(lane.src, "source"),
@@ -602,26 +642,34 @@ class Migration:
             source=lane.src.identity,
             destination=lane.dst.identity,
             method=lane.method,
+            source_encryption=lane.src.encryption,
+            destination_encryption=lane.dst.encryption,
         )
+        seen = self._seen_repos if self.options.repos is not None else None
         self._plan.kinds[lane.kind] = kp
         started = time.monotonic()
         self.progress.start("plan", lane.name, 0, 0)
         ticker = _Ticker(self.progress, lambda: (kp.objects, kp.bytes))
+        complete = False
         try:
             if dst_it is None:
                 for info in src_it:
                     kp.objects += 1
                     kp.bytes += info.size
+                    if seen is not None:
+                        seen.add(info.repo_id)
                 kp.to_copy, kp.to_copy_bytes = kp.objects, kp.bytes
             else:
                 src_items = self._key_check(lane, src_it, "source")
                 dst_items = self._key_check(lane, dst_it, "destination")
-                for state, info in merge_join(src_items, dst_items, lane.sizes_match):
+                for state, info in merge_join(src_items, dst_items, lane.sizes_match, lane.etags):
                     if state == EXTRA:
                         kp.extra += 1
                         continue
                     kp.objects += 1
                     kp.bytes += info.size
+                    if seen is not None:
+                        seen.add(info.repo_id)
                     if state == PRESENT:
                         kp.present += 1
                         continue
@@ -631,9 +679,10 @@ class Migration:
                         kp.mismatched += 1
                     kp.to_copy += 1
                     kp.to_copy_bytes += info.size
+            complete = True
         finally:
             ticker.stop()
-            self.progress.end()
+            self.progress.end(complete)
         kp.seconds = time.monotonic() - started
         return kp
 
@@ -723,7 +772,7 @@ class Migration:
                 tr.server_side += server_side
                 handled[0] += 1
 
-        def handle(info: ObjectInfo) -> None:
+        def handle(info: ObjectInfo, _: str) -> None:
             def once() -> None:
                 if lane.rotate and lane.dst.matches_encryption(info.repo_id, info.obj_id):
                     with lock:
@@ -759,7 +808,7 @@ class Migration:
                         break
                     pool.submit(info)
             else:
-                for state, info in merge_join(src_it, dst_it, lane.sizes_match):
+                for state, info in merge_join(src_it, dst_it, lane.sizes_match, lane.etags):
                     if state == PRESENT:
                         tr.skipped += 1
                     elif state != EXTRA:
@@ -784,6 +833,7 @@ class Migration:
         pass quietly (the fatal error is reported by the run)."""
         src_it = self._listing(lane.src, "source")
         dst_it = None if lane.rotate else self._listing(lane.dst, "destination")
+        complete = False
         try:
             try:
                 yield src_it, dst_it
@@ -795,6 +845,7 @@ class Migration:
                     pool.abort()
                 else:
                     pool.finish()
+            complete = not self._cancel.is_set()
         except BaseException:
             if pool is not None:
                 pool.abort()
@@ -804,7 +855,7 @@ class Migration:
             if dst_it is not None:
                 dst_it.close()
             ticker.stop()
-            self.progress.end()
+            self.progress.end(complete)
             result.seconds = time.monotonic() - started
 
     def _transfer_one(self, lane: _Lane, info: ObjectInfo) -> tuple[int, bool]:
@@ -928,8 +979,10 @@ class Migration:
         lock = self._lock
         kind_name = lane.name
         read = mode == "hash"
+        repair = not self.options.verify_only
         crypt = lane.dst_crypt
         bucket = self._bucket  # re-reading counts against --bwlimit too
+        read_bytes = [0]
 
         def note(info: ObjectInfo, outcome: str, reason: str = "", attempts: int = 1) -> None:
             with lock:
@@ -942,35 +995,76 @@ class Migration:
                     vr, Failure(kind_name, info.repo_id, info.obj_id, reason, attempts, "verify")
                 )
 
-        def handle(info: ObjectInfo) -> None:
-            def once() -> None:
-                repo, obj = info.repo_id, info.obj_id
+        def inspect(info: ObjectInfo, *, size: bool = False) -> tuple[str, str]:
+            """(outcome, reason) for one destination object, as ``mode`` checks it
+            (``size``: also its size, from a HEAD)."""
+            repo, obj = info.repo_id, info.obj_id
+            try:
                 if lane.rotate and not lane.dst.matches_encryption(repo, obj):
-                    note(info, "missing", "not stored under the new key")
-                    return
+                    return "missing", "not stored under the new key"
                 if read:
                     if bucket is not None:
                         bucket.consume(info.size)
                     data = lane.dst.get(repo, obj)
+                    with lock:
+                        read_bytes[0] += len(data)
                     if crypt is not None:
                         data = crypt.decrypt(data, kind=lane.kind, obj_id=obj)
                     verify_object(lane.kind, obj, data)
-                note(info, "ok")
+                elif size and not lane.sizes_match(info.size, lane.dst.head(repo, obj).size):
+                    return "mismatched", "size differs in the destination"
+            except CorruptObject as exc:
+                return "corrupt", _reason(exc)
+            except NotFound:
+                return "missing", "missing in the destination"
+            return "ok", ""
+
+        def handle(info: ObjectInfo, found: str) -> None:
+            """``found``: what the join already found wrong (missing, mismatched),
+            or nothing (check the object).  Not verify-only: an object of the wrong
+            size or content is copied again from the source and checked again (a
+            missing one was already tried by the copy step, or is new since)."""
+
+            def once() -> None:
+                outcome, reason = (found, _FOUND[found]) if found else inspect(info)
+                if outcome in ("ok", "missing") or not repair:
+                    note(info, outcome, reason)
+                    return
+                try:
+                    self._transfer_one(lane, info)
+                except (AuthError, ConfigError, StorageFull, NotFound):
+                    raise  # stops the run / the source object is gone
+                except ObjStoreError as exc:
+                    note(info, outcome, f"{reason}; copying it again failed: {_reason(exc)}",
+                         exc.attempts)  # fmt: skip
+                    return
+                again, why = inspect(info, size=True)
+                if again == "ok":
+                    with lock:
+                        vr.repaired += 1
+                    note(info, "ok")
+                else:
+                    note(info, again, f"{reason}; copied again, still: {why}")
 
             def failed(exc: Exception, n: int) -> None:
                 note(
                     info, "corrupt" if isinstance(exc, CorruptObject) else "failed", _reason(exc), n
                 )
 
-            self._attempt(once, failed, lambda: note(info, "missing", "missing"))
+            def vanished() -> None:  # deleted from the source meanwhile (Seafile's GC)
+                with lock:
+                    vr.vanished += 1
+
+            self._attempt(once, failed, vanished)
 
         needs_pool = read or lane.rotate
         total = kp.objects if kp is not None and needs_pool else 0
-        self.progress.start(f"verify-{mode}", lane.name, total, 0)
-        ticker = _Ticker(self.progress, lambda: (vr.checked, 0))
+        total_bytes = kp.bytes if kp is not None and read else 0
+        self.progress.start(f"verify-{mode}", lane.name, total, total_bytes)
+        ticker = _Ticker(self.progress, lambda: (vr.checked, read_bytes[0]))
         pool = (
             _Pool(self.workers, handle, self._cancel, self._budget, f"verify-{lane.name}")
-            if needs_pool
+            if needs_pool or repair
             else None
         )
         with self._pass(lane, pool, ticker, vr, started) as (src_it, dst_it):
@@ -981,19 +1075,17 @@ class Migration:
                         break
                     pool.submit(info)
             else:
-                for state, info in merge_join(src_it, dst_it, lane.sizes_match):
+                for state, info in merge_join(src_it, dst_it, lane.sizes_match, lane.etags):
                     if state == EXTRA:
                         vr.extra += 1
-                    elif state == MISSING:
-                        note(info, "missing", "missing in the destination")
-                    elif state == MISMATCH:
-                        note(info, "mismatched", "size differs in the destination")
-                    elif pool is None:
+                    elif state == PRESENT and not needs_pool:
                         note(info, "ok")
+                    elif pool is None or state == MISSING:
+                        note(info, _STATE_OUTCOME[state], _FOUND[_STATE_OUTCOME[state]])
                     else:
                         if self._cancel.is_set():
                             break
-                        pool.submit(info)
+                        pool.submit(info, "" if state == PRESENT else _STATE_OUTCOME[state])
         return vr
 
     # ------------------------------------------------------------------ run
@@ -1019,17 +1111,38 @@ class Migration:
             },
         )
 
-    def run(self) -> MigrationResult:
+    def run(self, on_plan: Callable[[Plan], None] | None = None) -> MigrationResult:
         """Plan, then (unless dry-run) copy and verify, or only verify (verify-only).
+        ``on_plan`` sees the plan before anything is copied (the CLI prints it).
 
-        Returns the result; raises MigrationInterrupted (a KeyboardInterrupt
-        carrying the partial result) on Ctrl-C, and ConfigError when a key does
-        not open the stored objects."""
+        A ``repos`` selection with a library that has no object in the source stops
+        the run after planning (``fatal``, exit 1): an id that matches nothing is a
+        mistake, not an empty success.  Returns the result; raises
+        MigrationInterrupted (a KeyboardInterrupt carrying the partial result) on
+        Ctrl-C, and ConfigError when a key does not open the stored objects."""
         result = self._new_result()
         started = time.monotonic()
         opts = self.options
         try:
             result.plan = self.plan()
+            if opts.repos is not None:
+                in_scope = {
+                    r for r in opts.repos
+                    if opts.shard is None or shard_of(r, opts.shard[1]) == opts.shard[0]
+                }  # fmt: skip
+                unmatched = sorted(in_scope - self._seen_repos)
+                if unmatched:
+                    kinds = ", ".join(lane.name for lane in self.lanes)
+                    self._set_fatal(
+                        f"no {kinds} object of library {', '.join(unmatched[:5])}"
+                        f"{' ...' if len(unmatched) > 5 else ''} in the source (check the id): "
+                        "nothing was copied"
+                    )
+                    return result
+            if not result.plan.objects:
+                self.warn_once("empty", "the source has no objects in scope: nothing to copy")
+            if on_plan is not None:
+                on_plan(result.plan)
             if opts.dry_run:
                 return result
             if opts.verify_only:

@@ -9,6 +9,7 @@ number of objects.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Union
@@ -21,7 +22,7 @@ from .shards import shard_of, shard_prefixes
 MISSING = 0
 """In the source only: to copy."""
 MISMATCH = 1
-"""In both, sizes disagree: to copy again."""
+"""In both, sizes (or MD5 ETags) disagree: to copy again."""
 PRESENT = 2
 """In both with matching sizes: nothing to do."""
 EXTRA = 3
@@ -46,14 +47,19 @@ def _unsorted(side: str, info: ObjectInfo, last: ObjectInfo) -> ListingOrderErro
 
 
 def merge_join(
-    src: Iterable[ObjectInfo], dst: Iterable[ObjectInfo], sizes_match: SizeCheck = same_size
+    src: Iterable[ObjectInfo],
+    dst: Iterable[ObjectInfo],
+    sizes_match: SizeCheck = same_size,
+    etags: bool = False,
 ) -> Iterator[tuple[int, ObjectInfo]]:
     """Yield ``(state, info)`` for every object of either side, in order.
 
     ``state`` is MISSING, MISMATCH or PRESENT with the source's entry, or EXTRA
     with the destination's.  ``sizes_match(src_size, dst_size)`` decides PRESENT
-    vs MISMATCH.  ListingOrderError if either side is out of order (checked as
-    the join goes: the join's own comparisons already order each pair).
+    vs MISMATCH; with ``etags`` (both sides store the same bytes), two ETags that
+    are both plain MD5s must also agree (a same-size object with other content is
+    found without reading it).  ListingOrderError if either side is out of order
+    (checked as the join goes: the join's own comparisons already order each pair).
     """
     si = iter(src)
     di = iter(dst)
@@ -63,7 +69,10 @@ def merge_join(
         if s.repo_id == d.repo_id:
             so, do = s.obj_id, d.obj_id
             if so == do:
-                yield (PRESENT if sizes_match(s.size, d.size) else MISMATCH), s
+                same = sizes_match(s.size, d.size)
+                if same and etags and s.etag != d.etag and is_md5(s.etag) and is_md5(d.etag):
+                    same = False
+                yield (PRESENT if same else MISMATCH), s
                 s, d = _advance(si, s, "source"), _advance(di, d, "destination")
             elif so < do:
                 yield MISSING, s
@@ -83,6 +92,14 @@ def merge_join(
     while d is not None:
         yield EXTRA, d
         d = _advance(di, d, "destination")
+
+
+_MD5_RE = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def is_md5(etag: str | None) -> bool:
+    """An ETag that is the MD5 of the object's bytes (single-part, unencrypted)."""
+    return etag is not None and _MD5_RE.match(etag) is not None
 
 
 def _advance(it: Iterator[ObjectInfo], last: ObjectInfo, side: str) -> ObjectInfo | None:

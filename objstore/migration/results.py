@@ -42,6 +42,9 @@ class KindPlan:
     source: str
     destination: str
     method: str = "copy"
+    source_encryption: str | None = None
+    """``sse-c:<key fingerprint>`` (never the key), or None."""
+    destination_encryption: str | None = None
     objects: int = 0
     bytes: int = 0
     present: int = 0
@@ -107,16 +110,21 @@ class TransferResult:
 class VerifyResult:
     """What the verify step found.  ``missing`` includes objects not yet re-keyed
     (rotation); ``corrupt`` objects do not match their id; ``failed`` could not be
-    read; ``extra`` exist only in the destination (not an error)."""
+    read; ``extra`` exist only in the destination (not an error).  ``repaired``
+    objects were found missing, of the wrong size or corrupt, copied again and
+    then found right (counted in ``ok``); ``vanished`` ones were deleted from the
+    source before they could be copied again (not an error)."""
 
     mode: str = "size"
     checked: int = 0
     ok: int = 0
+    repaired: int = 0
     missing: int = 0
     mismatched: int = 0
     corrupt: int = 0
     failed: int = 0
     extra: int = 0
+    vanished: int = 0
     seconds: float = 0.0
     failures: list[Failure] = field(default_factory=list)
     by_kind: dict[str, VerifyResult] = field(default_factory=dict)
@@ -129,7 +137,10 @@ class VerifyResult:
     def combine(cls, mode: str, parts: dict[str, VerifyResult]) -> VerifyResult:
         total = cls(mode=mode, by_kind=dict(parts))
         for part in parts.values():
-            for name in ("checked", "ok", "missing", "mismatched", "corrupt", "failed", "extra"):
+            for name in (
+                "checked", "ok", "repaired", "missing", "mismatched", "corrupt", "failed",
+                "extra", "vanished",
+            ):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
             total.seconds += part.seconds
             total.failures.extend(part.failures[: MAX_FAILURES_KEPT - len(total.failures)])
