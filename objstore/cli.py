@@ -42,6 +42,7 @@ from .migration.results import (
     MigrationResult,
     Plan,
 )
+from .migration.shards import shard_report_path
 from .progress import LogProgress, NullProgress, Progress, TqdmProgress, format_bytes
 
 PROG = "objstore-migrate"
@@ -55,7 +56,8 @@ examples:
   objstore-migrate /opt/seafile/conf /opt/seafile/conf-s3 --dry-run
   objstore-migrate /opt/seafile/conf /opt/seafile/conf-s3 --verify hash --bwlimit 50M
   objstore-migrate --plan migrations/disk-to-s3.toml --report disk-to-s3.json
-  objstore-migrate old.conf new.conf --shard "$JOB_COMPLETION_INDEX/8"
+  objstore-migrate old.conf new.conf --shard env:JOB_COMPLETION_INDEX/16 --report run.json
+  objstore-migrate merge-reports run.shard-*-of-16.json
   objstore-migrate /opt/seafile/conf --from-class local --to-class s3 --repo ID --update-mapping
 
 The environment (SEAF_SERVER_STORAGE_TYPE, S3_*, SEAFILE_DATA_DIR, ...) applies to
@@ -72,13 +74,6 @@ class _Parser(argparse.ArgumentParser):
 def _rate_arg(text: str) -> int:
     try:
         return parse_rate(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _shard_arg(text: str) -> tuple[int, int]:
-    try:
-        return parse_shard(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -174,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shard",
-        type=_shard_arg,
         metavar="K/N",
-        help="only the libraries in shard K of N (0 <= K < N)",
+        help="only the libraries in shard K of N (0 <= K < N <= 4096), chosen by repo-id "
+        "prefix; K may come from the environment: env:JOB_COMPLETION_INDEX/N (a Kubernetes "
+        "Indexed Job); --report run.json then writes run.shard-K-of-N.json "
+        "(see: objstore-migrate merge-reports -h)",
     )
     p.add_argument(
         "--server-side-copy",
@@ -265,6 +262,11 @@ def _settings(args: argparse.Namespace) -> _Settings:
         value = getattr(args, name)
         if value is not None:
             values[name] = value
+    if isinstance(values.get("shard"), str):  # from the command line (plan files: parsed)
+        try:
+            values["shard"] = parse_shard(values["shard"])
+        except ValueError as exc:
+            raise ValueError(f"--shard: {exc}") from None
     repos: list[str] | None = None
     if "repos" in values:
         repos = [str(r).strip() for r in values["repos"]]
@@ -301,8 +303,11 @@ def _settings(args: argparse.Namespace) -> _Settings:
     report = values.get("report")
     if classes is not None and classes[2] and (options.verify_only or options.shard):
         raise _UsageError("--update-mapping cannot be combined with --verify-only or --shard")
+    report_path = Path(report) if report else None
+    if report_path is not None and options.shard is not None:
+        report_path = shard_report_path(report_path, options.shard)
     return _Settings(
-        src, dest, options, values.get("progress", "auto"), Path(report) if report else None,
+        src, dest, options, values.get("progress", "auto"), report_path,
         classes, values.get("data_dir"), values.get("dest_data_dir"),
     )  # fmt: skip
 
@@ -521,6 +526,11 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["merge-reports"]:
+        from .cli_merge import main as merge_reports
+
+        return merge_reports(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     report: Path | None = Path(args.report) if args.report else None

@@ -14,6 +14,7 @@ from .errors import InvalidId
 
 _REPO_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _OBJ_ID_RE = re.compile(r"[0-9a-f]{40}\Z")
+_REPO_PREFIX_RE = re.compile(r"[0-9a-f]{0,8}\Z")
 
 EMPTY_ID = "0" * 40
 """The id of the empty file and the empty directory; never stored."""
@@ -68,6 +69,16 @@ def check_repo_id(value: object) -> str:
     if not is_repo_id(value):
         raise InvalidId(f"invalid repo id {_show(value)}: expected a lowercase uuid")
     return value  # type: ignore[return-value]
+
+
+def check_repo_prefix(value: object) -> str:
+    """Return ``value`` if it is 0 to 8 lowercase hex digits (the start of a repo
+    id, before its first ``-``), else raise InvalidId."""
+    if not (isinstance(value, str) and _REPO_PREFIX_RE.match(value)):
+        raise InvalidId(
+            f"invalid repo id prefix {_show(value)}: expected up to 8 lowercase hex digits"
+        )
+    return value
 
 
 def check_obj_id(value: object) -> str:

@@ -31,7 +31,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
 )
-from .ids import ObjectInfo, ObjKind, check_obj_id, check_repo_id
+from .ids import ObjectInfo, ObjKind, check_obj_id, check_repo_id, check_repo_prefix
 
 log = logging.getLogger("objstore")
 
@@ -75,6 +75,11 @@ class ObjectStore:
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
         """All objects (of one repo, if given), sorted by (repo_id, obj_id), streamed."""
         return self.driver.list(None if repo_id is None else check_repo_id(repo_id))
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """The objects whose repo id starts with ``prefix`` (up to 8 lowercase hex
+        digits), sorted as :meth:`list`; only those libraries are read."""
+        return self.driver.list_prefix(check_repo_prefix(prefix))
 
     def read_many(self, repo_id: str, obj_ids: Iterable[str]) -> dict[str, bytes]:
         """Several objects of one repo, read concurrently.  NotFound if any is missing."""

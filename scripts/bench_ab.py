@@ -41,6 +41,14 @@ def checkout(rev: str, into: Path) -> Path:
     return path
 
 
+def remove_checkout(tree: Path) -> None:
+    """Remove a tree made by :func:`checkout` (this checkout stays)."""
+    if tree != ROOT:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         results = _rounds(args, work, trees)
     finally:
         for tree in trees.values():
-            if tree != ROOT:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                    check=False,
-                )
+            remove_checkout(tree)
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.runs} interleaved rounds, {args.workers} workers; medians.\n")
     print("| revision | scenario | client CPU s | wall s | peak RSS MB |")

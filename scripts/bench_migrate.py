@@ -184,10 +184,14 @@ def _vm_hwm_kb(pid: int) -> int | None:
 
 
 def run_measured(
-    cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+    cmd: list[str],
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    tail: int | None = 2000,
 ) -> dict[str, Any]:
     """Run ``cmd``: wall time; user+sys CPU of the process from ``wait4``; peak RSS
-    from its ``VmHWM``, sampled every 20 ms until it exits."""
+    from its ``VmHWM``, sampled every 20 ms until it exits; the last ``tail``
+    characters of its output (None: all of it)."""
     import threading
 
     started = time.monotonic()
@@ -227,8 +231,8 @@ def run_measured(
         "sys": usage.ru_stime,
         "rss_mb": peak[0] / 1024,
         "rc": proc.returncode,
-        "stdout": chunks.get("out", b"").decode("utf-8", "replace")[-2000:],
-        "stderr": chunks.get("err", b"").decode("utf-8", "replace")[-2000:],
+        "stdout": chunks.get("out", b"").decode("utf-8", "replace")[-(tail or 0) :],
+        "stderr": chunks.get("err", b"").decode("utf-8", "replace")[-(tail or 0) :],
     }
 
 
@@ -322,8 +326,11 @@ class Bench:
         path.write_text(text)
         return path
 
-    def objstore(self, src: Path, dst: Path, *extra: str, tree: Path = ROOT) -> dict[str, Any]:
-        """Run objstore-migrate from ``tree`` (a checkout of this repository), measured."""
+    def objstore(
+        self, src: Path, dst: Path, *extra: str, tree: Path = ROOT, tail: int | None = 2000
+    ) -> dict[str, Any]:
+        """Run objstore-migrate from ``tree`` (a checkout of this repository), measured
+        (``tail``: as :func:`run_measured`)."""
         cmd = [
             sys.executable,
             "-m",
@@ -341,7 +348,7 @@ class Bench:
         env = clean_env({"PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(self.work / "pyc")})
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         # cwd outside every checkout, so `-m` finds objstore only through PYTHONPATH
-        result = run_measured(cmd, env, cwd=str(self.work))
+        result = run_measured(cmd, env, cwd=str(self.work), tail=tail)
         if result["rc"] != 0:
             raise RuntimeError(
                 f"objstore-migrate ({tree}) failed: {result['stdout']}\n{result['stderr']}"
@@ -442,6 +449,21 @@ print(counts[MISSING], counts[PRESENT], round(wall, 2), base // 1024, peak // 10
 
 
 # --------------------------------------------------------------------------- report
+
+
+def weed_version(server: Any) -> str:
+    """The SeaweedFS version, e.g. ``30GB 4.48``."""
+    out = subprocess.run([server.weed_bin, "version"], capture_output=True, text=True, check=False)
+    return out.stdout.split("\n")[0].strip().replace("version ", "")
+
+
+def publish(results: dict[str, Any], table: str, out: str) -> None:
+    """Write the results as JSON to ``out`` and print the markdown ``table``."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(table)
+    print(f"\n(JSON: {path})")
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -593,18 +615,14 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
                     )
                     add(name, bench.objstore(plain, dst, "--server-side-copy", mode))
                     assert bench.count(bucket) == objects
-        weed_version = (
-            subprocess.run([bench.server.weed_bin, "version"], capture_output=True, text=True)
-            .stdout.split("\n")[0]
-            .strip()
-        )
+        weed = weed_version(bench.server)
     finally:
         bench.close()
     results: dict[str, Any] = {
         "store": {k: store[k] for k in ("objects", "bytes", "by_kind")},
         "workers": args.workers,
         "runs": args.runs,
-        "seaweedfs": weed_version.replace("version ", ""),
+        "seaweedfs": weed,
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
         "scenarios": {name: median_run(rs, objects, nbytes) for name, rs in scenarios.items()},
     }
@@ -621,11 +639,7 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
         }
     )
     results["goals"] = goals(results)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
-    print(f"\n(JSON: {out})")
+    publish(results, markdown(results), args.out)
     return 0
 
 

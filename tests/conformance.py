@@ -158,6 +158,27 @@ class ConformanceSuite:
         for repo in repos:
             store.remove_repo(repo)
 
+    def test_list_prefix(self, stores: Stores) -> None:
+        """Only the libraries whose repo id starts with the prefix, sorted as list()."""
+        store = stores.commit
+        base = os.urandom(3).hex()  # 6 random hex digits: no other test's repos
+        repos = [base + tail + new_repo()[8:] for tail in ("00", "01", "0f", "a0", "ff")]
+        objs = [(repo, *block(b"%s %d" % (repo.encode(), n))) for repo in repos for n in range(3)]
+        for obj in objs:
+            store.write(*obj)
+        everything = list(store.list())
+        for prefix in ("", base, base + "0", base + "01", repos[3][:8], base + "1", base[:3]):
+            expected = [i for i in everything if i.repo_id.startswith(prefix)]
+            assert list(store.list_prefix(prefix)) == expected, prefix
+        mine = list(store.list_prefix(base))
+        assert mine == sorted(ObjectInfo(r, o, len(d)) for r, o, d in objs)
+        assert list(store.list_prefix(base + "1")) == []
+        for bad in ("A", "g", "-", "../", "0" * 9, repos[0][:9]):
+            with pytest.raises(InvalidId):
+                store.list_prefix(bad)
+        for repo in repos:
+            store.remove_repo(repo)
+
     def test_kinds_are_separate(self, stores: Stores) -> None:
         repo = new_repo()
         obj_id, data = block(b"commit-ish")

@@ -1,5 +1,5 @@
-"""The migration engine's parts without servers: the merge join, sharding, the
-option parsers, plan files, the limits and the read-ahead."""
+"""The migration engine's parts without servers: the merge join, the option
+parsers, plan files, the limits and the read-ahead (sharding: test_shards.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from objstore import ConfigError, InvalidId, ObjectInfo, ObjKind
-from objstore.migration import MigrateOptions, load_plan_file, merge_join, parse_rate, parse_shard
+from objstore.migration import MigrateOptions, load_plan_file, merge_join, parse_rate
 from objstore.migration.join import (
     EXTRA,
     MISMATCH,
@@ -21,8 +21,6 @@ from objstore.migration.join import (
     PRESENT,
     ListingOrderError,
     Prefetch,
-    scoped_listing,
-    shard_of,
 )
 from objstore.migration.limits import ByteBudget, Cancelled, TokenBucket
 from objstore.migration.options import parse_kinds, read_repo_list
@@ -93,34 +91,6 @@ def test_merge_join_memory_is_flat() -> None:
     assert peak < 2 * 1024 * 1024
 
 
-def test_shard_of_is_stable_and_partitions() -> None:
-    assert shard_of("1b4e28ba-2fa1-11d2-883f-0016d3cca427", 7) == shard_of(
-        "1b4e28ba-2fa1-11d2-883f-0016d3cca427", 7
-    )
-    # fixed values: the same on every machine and Python version (sha1, not hash())
-    assert [shard_of(r, 4) for r in REPOS] == [shard_of(r, 4) for r in list(REPOS)]
-    assert shard_of("1b4e28ba-2fa1-11d2-883f-0016d3cca427", 1000) == 19
-    items = [ObjectInfo(r, f"{i:040x}", 1) for r in sorted(REPOS) for i in range(3)]
-    seen: list[ObjectInfo] = []
-    for k in range(3):
-        part = list(scoped_listing(lambda _repo: iter(items), shard=(k, 3)))
-        assert all(shard_of(i.repo_id, 3) == k for i in part)
-        seen += part
-    assert sorted(seen) == items  # every object exactly once
-
-
-def test_scoped_listing_with_repos_lists_each_repo_in_order() -> None:
-    calls: list[str | None] = []
-
-    def list_fn(repo: str | None) -> Iterator[ObjectInfo]:
-        calls.append(repo)
-        yield ObjectInfo(repo or "", "0" * 40, 1)
-
-    out = list(scoped_listing(list_fn, repos=[REPOS[2], REPOS[0]]))
-    assert calls == [REPOS[0], REPOS[2]]
-    assert [i.repo_id for i in out] == [REPOS[0], REPOS[2]]
-
-
 @pytest.mark.parametrize(
     ("text", "value"),
     [("50M", 50 * 2**20), ("800k", 800 * 1024), ("1048576", 2**20), ("1.5G", 3 * 2**29),
@@ -134,14 +104,6 @@ def test_parse_rate(text: str, value: int) -> None:
 def test_parse_rate_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)
-
-
-def test_parse_shard() -> None:
-    assert parse_shard("0/4") == (0, 4)
-    assert parse_shard(" 3 / 4 ") == (3, 4)
-    for bad in ("4/4", "1/0", "a/b", "1", "-1/3"):
-        with pytest.raises(ValueError):
-            parse_shard(bad)
 
 
 def test_options() -> None:

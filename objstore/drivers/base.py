@@ -109,6 +109,13 @@ class Driver(abc.ABC):
         streamed: memory does not grow with the number of objects.  Entries whose
         names are not valid ids are skipped."""
 
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose repo id starts with ``prefix`` (lowercase hex digits;
+        ``""`` for all), sorted and streamed as :meth:`list`.  Drivers override it
+        to read only the matching libraries (S3: a listing with that key prefix;
+        fs: only the matching repo directories); this default filters :meth:`list`."""
+        return (info for info in self.list() if info.repo_id.startswith(prefix))
+
     def exists(self, repo_id: str, obj_id: str) -> bool:
         """False only when the object is missing; other errors propagate."""
         try:
@@ -216,6 +223,9 @@ class WrappingDriver(Driver):
 
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
         return self.inner.list(repo_id)
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list_prefix(prefix)
 
     def exists(self, repo_id: str, obj_id: str) -> bool:
         return self.inner.exists(repo_id, obj_id)

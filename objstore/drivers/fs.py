@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
@@ -169,8 +169,20 @@ class FsDriver(Driver):
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
         """Sorted by (repo_id, obj_id), one directory at a time.  An object deleted
         while its directory is listed is left out; nothing else is."""
+        if repo_id is not None:
+            yield from self._objects([repo_id])
+        else:
+            yield from self.list_prefix("")
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """As :meth:`list`, reading only the repo directories whose names start
+        with ``prefix``."""
+        accept = (lambda n: n.startswith(prefix) and is_repo_id(n)) if prefix else is_repo_id
+        yield from self._objects(_sorted_names(str(self.root), accept))
+
+    def _objects(self, repos: Iterable[str]) -> Iterator[ObjectInfo]:
+        """The objects of these repos (sorted names), in order."""
         root = str(self.root)
-        repos = [repo_id] if repo_id is not None else _sorted_names(root, is_repo_id)
         for repo in repos:
             repo_dir = os.path.join(root, repo)
             for prefix in _sorted_names(repo_dir, _PREFIX_RE.match):

@@ -726,11 +726,17 @@ class S3Driver(Driver):
                    result=("ListBucketResult",))  # fmt: skip
 
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
-        """Every object (of one repo), sorted, a page at a time.  The server must
-        end the listing: a continuation token seen before, a truncated page
-        without a token, keys out of order or outside the prefix, or a long run
-        of empty pages are errors (BackendUnavailable), never a loop."""
-        prefix = self.prefix + (f"{repo_id}/" if repo_id else "")
+        return self._list(self.prefix + (f"{repo_id}/" if repo_id else ""))
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        """One listing of the keys starting with ``<key_prefix><prefix>``."""
+        return self._list(self.prefix + prefix)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under the key ``prefix``, sorted, a page at a time.  The
+        server must end the listing: a continuation token seen before, a truncated
+        page without a token, keys out of order or outside the prefix, or a long
+        run of empty pages are errors (BackendUnavailable), never a loop."""
         where = f"{self.identity} LIST {prefix}"
         cut = len(self.prefix)
         seen: set[str] = set()

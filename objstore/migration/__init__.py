@@ -19,10 +19,11 @@ read by :func:`load_plan_file`.
 from __future__ import annotations
 
 from .engine import Migration, MigrationInterrupted, migrate
-from .join import merge_join, shard_of
+from .join import merge_join
 from .options import KIND_ORDER, MigrateOptions, parse_rate, parse_shard
 from .planfile import PlanFile, load_plan_file
 from .results import Failure, KindPlan, MigrationResult, Plan, TransferResult, VerifyResult
+from .shards import shard_of, shard_prefixes
 
 __all__ = [
     "KIND_ORDER",
@@ -42,4 +43,5 @@ __all__ = [
     "parse_rate",
     "parse_shard",
     "shard_of",
+    "shard_prefixes",
 ]

@@ -62,7 +62,6 @@ from .join import (
     merge_join,
     same_size,
     scoped_listing,
-    shard_of,
 )
 from .limits import ByteBudget, Cancelled, TokenBucket
 from .options import MiB, MigrateOptions
@@ -75,6 +74,7 @@ from .results import (
     TransferResult,
     VerifyResult,
 )
+from .shards import shard_of
 
 if TYPE_CHECKING:
     from ..crypt import StoreCrypt
@@ -555,7 +555,7 @@ class Migration:
 
     def _listing(self, driver: Driver, name: str) -> Prefetch:
         opts = self.options
-        return Prefetch(scoped_listing(driver.list, opts.repos, opts.shard), name=f"list-{name}")
+        return Prefetch(scoped_listing(driver, opts.repos, opts.shard), name=f"list-{name}")
 
     def warn_once(self, key: str, message: str) -> None:
         """Log a warning and keep it for the report, once per ``key``."""

@@ -8,15 +8,16 @@ number of objects.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Optional, Union
+from typing import Union
 
+from ..drivers.base import Driver
 from ..errors import ObjStoreError
 from ..ids import ObjectInfo
+from .shards import shard_of, shard_prefixes
 
 MISSING = 0
 """In the source only: to copy."""
@@ -114,42 +115,22 @@ def _advance(it: Iterator[ObjectInfo], last: ObjectInfo, side: str) -> ObjectInf
 # --------------------------------------------------------------------------- scope
 
 
-def shard_of(repo_id: str, shards: int) -> int:
-    """The shard (``0 <= k < shards``) a library belongs to: stable across machines,
-    processes and Python versions (sha1 of the id, not ``hash()``)."""
-    digest = hashlib.sha1(repo_id.encode("ascii")).digest()
-    return int.from_bytes(digest[:8], "big") % shards
-
-
-def in_shard(items: Iterable[ObjectInfo], shard: tuple[int, int]) -> Iterator[ObjectInfo]:
-    """Only the objects of libraries in shard ``k`` of ``n`` (decided once per library)."""
-    k, n = shard
-    current = ""
-    keep = False
-    for info in items:
-        if info.repo_id != current:
-            current = info.repo_id
-            keep = shard_of(current, n) == k
-        if keep:
-            yield info
-
-
-ListFn = Callable[[Optional[str]], Iterator[ObjectInfo]]
-
-
 def scoped_listing(
-    list_fn: ListFn, repos: Iterable[str] | None = None, shard: tuple[int, int] | None = None
+    driver: Driver, repos: Iterable[str] | None = None, shard: tuple[int, int] | None = None
 ) -> Iterator[ObjectInfo]:
     """One sorted stream over the objects in scope: the given libraries (each listed
-    by prefix, in sorted order) or everything, then filtered to one shard."""
-    items: Iterable[ObjectInfo]
-    if repos is None:
-        items = list_fn(None)
+    by itself, in sorted order; with a shard, only those in it), else the hex
+    prefixes of the shard listed one after the other (sorted and disjoint, so the
+    stream stays sorted), else everything."""
+    if repos is not None:
+        for repo in sorted(repos):
+            if shard is None or shard_of(repo, shard[1]) == shard[0]:
+                yield from driver.list(repo)
+    elif shard is not None:
+        for prefix in shard_prefixes(*shard):
+            yield from driver.list_prefix(prefix)
     else:
-        items = (info for repo in sorted(repos) for info in list_fn(repo))
-    if shard is not None and shard[1] > 1:
-        items = in_shard(items, shard)
-    yield from items
+        yield from driver.list()
 
 
 # --------------------------------------------------------------------------- read-ahead

@@ -3,11 +3,13 @@ plan files share (so ``--bwlimit 50M`` and ``bwlimit = "50M"`` mean the same).""
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..ids import ObjKind, check_repo_id
+from .shards import MAX_SHARDS
 
 MiB = 1024 * 1024
 
@@ -24,8 +26,9 @@ class MigrateOptions:
     """Options of one migration; every field has a safe default.
 
     ``kinds`` are reordered into :data:`KIND_ORDER`.  ``repos`` limits the run to
-    these libraries; ``shard=(k, n)`` to the libraries that hash to shard ``k`` of
-    ``n`` (see :func:`shard_of`).  ``workers=None`` sizes the pool from the drivers.
+    these libraries; ``shard=(k, n)`` to the libraries whose repo ids start with
+    one of the hex prefixes of shard ``k`` of ``n`` (see :mod:`.shards`).
+    ``workers=None`` sizes the pool from the drivers.
     ``bwlimit`` is in bytes/s across all workers.  ``retries`` replaces the
     ``max_retries`` of every S3 backend for this run (None: as configured): the
     one retry policy applies per request, and objects are not retried on top.
@@ -54,8 +57,10 @@ class MigrateOptions:
             object.__setattr__(self, "repos", frozenset(check_repo_id(r) for r in self.repos))
         if self.shard is not None:
             k, n = self.shard
-            if not (isinstance(k, int) and isinstance(n, int) and n >= 1 and 0 <= k < n):
-                raise ValueError(f"shard must be K/N with 0 <= K < N, not {k}/{n}")
+            if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n <= MAX_SHARDS):
+                raise ValueError(
+                    f"shard must be K/N with 0 <= K < N <= {MAX_SHARDS}, not {k}/{n}"
+                )
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise ValueError("workers must be between 1 and 1024")
         if self.verify not in VERIFY_MODES:
@@ -84,14 +89,39 @@ def parse_rate(text: str) -> int:
     return int(value)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``K/N`` with ``0 <= K < N``."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+_SHARD_RE = re.compile(r"\s*(?:(\d+)|env:([A-Za-z_][A-Za-z0-9_]*))\s*/\s*(\d+)\s*")
+
+
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``K/N`` with ``0 <= K < N <= 4096``, or ``env:VAR/N``: K read from the
+    environment variable VAR (``environ``, default ``os.environ``), e.g. the
+    ``JOB_COMPLETION_INDEX`` Kubernetes sets in each pod of an Indexed Job.
+    ValueError naming the variable when it is unset or not such a K."""
+    m = _SHARD_RE.fullmatch(text)
     if not m:
-        raise ValueError(f"bad shard {text[:30]!r}: expected K/N, e.g. 0/4")
-    k, n = int(m.group(1)), int(m.group(2))
-    if n < 1 or k >= n:
-        raise ValueError(f"bad shard {k}/{n}: need 0 <= K < N")
+        raise ValueError(
+            f"bad shard {text[:40]!r}: expected K/N (e.g. 0/4) or env:VAR/N "
+            "(e.g. env:JOB_COMPLETION_INDEX/16)"
+        )
+    n = int(m.group(3))
+    if not 1 <= n <= MAX_SHARDS:
+        raise ValueError(f"bad shard {text.strip()}: N must be from 1 to {MAX_SHARDS}")
+    var = m.group(2)
+    if var is None:
+        k = int(m.group(1))
+    else:
+        value = (os.environ if environ is None else environ).get(var)
+        if value is None:
+            raise ValueError(f"shard {text.strip()}: the environment variable {var} is not set")
+        if not re.fullmatch(r"\d+", value.strip()):
+            raise ValueError(
+                f"shard {text.strip()}: the environment variable {var} is {value[:20]!r}, "
+                "not a whole number"
+            )
+        k = int(value)
+    if k >= n:
+        source = "" if var is None else f" (K from the environment variable {var})"
+        raise ValueError(f"bad shard {k}/{n}{source}: need 0 <= K < N")
     return k, n
 
 

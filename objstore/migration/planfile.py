@@ -12,7 +12,9 @@ Keys are the command-line options with ``_`` for ``-``: ``kinds``, ``repos``,
 ``repos_from``, ``workers``, ``verify``, ``verify_only``, ``dry_run``, ``bwlimit``,
 ``shard``, ``server_side_copy``, ``decrypt``, ``retries``, ``progress``,
 ``report``, ``data_dir``, ``dest_data_dir``, plus ``description``.  Relative paths are
-relative to the plan file.
+relative to the plan file.  ``shard`` is ``"K/N"`` or ``"env:VAR/N"`` (K read from the
+environment when the file is loaded: a ConfigError naming the variable if it is unset
+or not a K).
 Options given on the command line win over the file.  A storage-class move
 (``objstore-migrate CONF --from-class A --to-class B``) has ``source`` (the CONF),
 ``from_class``, ``to_class``, optionally ``update_mapping``, and no ``destination``.
