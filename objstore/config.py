@@ -710,14 +710,22 @@ def _cache_warnings(cache: CacheConfig | None, origin: str | None) -> list[str]:
     return [f"{origin}: {UNAUTHENTICATED_CACHE}"]
 
 
-def _check_sections(kf: KeyFile) -> None:
+def _check_sections(kf: KeyFile) -> list[str]:
+    """A section name close to one of objstore's is an error (a typo); the
+    warnings for other names neither objstore nor Seafile reads."""
     ours = [*_BACKEND_SECTIONS, *_SCHEMAS]
+    warnings = []
     for name in kf.groups:
         if name in ours or name in _SEAFILE_SECTIONS:
             continue
         hint = _suggest(name, ours)
         if hint:
             raise kf.error(f"unknown section{hint}", section=name)
+        warnings.append(
+            f"[{name}] is not a section objstore or Seafile reads: it is ignored (a backend "
+            "section of another name would leave that kind on the data dir)"
+        )
+    return warnings
 
 
 def storage_classes_enabled(kf: KeyFile | None, env: Mapping[str, str]) -> bool:
@@ -837,9 +845,8 @@ def load_config(
     environ: Mapping[str, str] = (os.environ if env is None else env) if use_env else {}
     conf = resolve_conf_path(path)
     kf = read_keyfile(conf)
-    _check_sections(kf)
+    warnings = _check_sections(kf)
     data = _DataDir.find(data_dir, environ, use_env)
-    warnings: list[str] = []
     # Sections that are present first (cache, store_crypt, then backends), so their
     # mistakes are reported before a missing data dir.
     cache, cache_origin, crypt = shared_settings(kf, conf, environ, warnings)

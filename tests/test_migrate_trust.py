@@ -322,3 +322,11 @@ def test_interrupted_run_says_what_is_left_and_how_to_resume(
     assert "run the same command again" in line and " of " in line, out
     assert "result: INTERRUPTED (exit 130)" in out
     assert run_cli([small_store, dst]).returncode == 0  # and it does
+
+
+def test_a_section_neither_objstore_nor_seafile_reads_is_a_warning(tmp_path: Path) -> None:
+    """``[s3_blocks]`` instead of ``[block_backend]`` would leave blocks on the data dir:
+    the plan shows file:///..., and the configuration warns."""
+    text = fs_conf(tmp_path) + "\n[s3_blocks]\nname = s3\nbucket = b\n"
+    cfg = objstore.load_config(write_conf(tmp_path / "typo", text), use_env=False)
+    assert any("[s3_blocks] is not a section" in w for w in cfg.warnings), cfg.warnings
