@@ -141,7 +141,8 @@ class _Op:
     data: bool = False
     """The answer's body is object data (never read as an error document)."""
     result: tuple[str, ...] = ()
-    """The root elements a 200's body may have (a result document; empty: any)."""
+    """The root elements a 200's body may have (a result document nothing else
+    parses; empty: the caller parses the body, or it carries nothing)."""
     ok: tuple[int, ...] = (200,)
 
 
@@ -633,7 +634,7 @@ class S3Driver(Driver):
         what = f"multipart PUT {key}"
         headers = {"x-amz-storage-class": self.cfg.storage_class} if self.cfg.storage_class else {}
         resp = self._send(_Op("POST", key, what, query=[("uploads", None)], headers=headers,
-                              sse=True, result=s3xml.INITIATE_ROOTS))  # fmt: skip
+                              sse=True))  # fmt: skip
         try:
             upload_id = s3xml.parse_upload_id(resp.body)
         except s3xml.MalformedXML as exc:
@@ -722,8 +723,7 @@ class S3Driver(Driver):
         ]  # fmt: skip
         if token is not None:
             query.append(("continuation-token", token))
-        return _Op("GET", None, f"LIST {prefix}", query=query, max_body=LIST_BODY_MAX,
-                   result=("ListBucketResult",))  # fmt: skip
+        return _Op("GET", None, f"LIST {prefix}", query=query, max_body=LIST_BODY_MAX)
 
     def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
         return self._list(self.prefix + (f"{repo_id}/" if repo_id else ""))
@@ -796,8 +796,7 @@ class S3Driver(Driver):
     def _delete_batch(self, keys: builtins.list[str]) -> None:
         body = s3xml.delete_objects(keys)
         op = _Op("POST", None, f"DELETE {len(keys)} keys", query=[("delete", None)],
-                 headers={"content-md5": _md5_b64(body)}, body=body,
-                 result=("DeleteResult",))  # fmt: skip
+                 headers={"content-md5": _md5_b64(body)}, body=body)  # fmt: skip
         resp = self._send(op)
         try:
             errors = s3xml.parse_delete_errors(resp.body)

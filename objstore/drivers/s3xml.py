@@ -79,33 +79,25 @@ class ListPage:
 def parse_list_page(body: bytes) -> ListPage:
     """A ListObjectsV2 page (keys url-decoded when the page says so)."""
     root = _parse(body, ("ListBucketResult",))
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    key_tag, size_tag, etag_tag = f"{ns}Key", f"{ns}Size", f"{ns}ETag"
     entries: list[tuple[str, int, str | None]] = []
-    truncated = False
-    token: str | None = None
-    url = False
-    for child in root:
-        name = _local(child.tag)
-        if name == "Contents":
-            key = _child_text(child, "Key")
-            size = _child_text(child, "Size")
-            if key is None or size is None:
-                raise MalformedXML("a <Contents> without <Key> or <Size>")
-            if not _SIZE_RE.match(size.strip()):
-                raise MalformedXML(f"a <Size> that is not a whole number: {size[:20]!r}")
-            etag = _child_text(child, "ETag")
-            entries.append((key, int(size), etag.strip().strip('"') if etag else None))
-        elif name == "IsTruncated":
-            flag = (child.text or "").strip()
-            if flag not in ("true", "false"):
-                raise MalformedXML(f"<IsTruncated> is {flag[:20]!r}")
-            truncated = flag == "true"
-        elif name == "NextContinuationToken":
-            token = child.text or None
-        elif name == "EncodingType":
-            url = (child.text or "").strip() == "url"
-    if url:
+    for item in root.iterfind(f"{ns}Contents"):
+        key, size = item.findtext(key_tag), item.findtext(size_tag)
+        if key is None or size is None:
+            raise MalformedXML("a <Contents> without <Key> or <Size>")
+        size = size.strip()
+        if not _SIZE_RE.match(size):
+            raise MalformedXML(f"a <Size> that is not a whole number: {size[:20]!r}")
+        etag = item.findtext(etag_tag)
+        entries.append((key, int(size), etag.strip().strip('"') if etag else None))
+    flag = (root.findtext(f"{ns}IsTruncated") or "false").strip()
+    if flag not in ("true", "false"):
+        raise MalformedXML(f"<IsTruncated> is {flag[:20]!r}")
+    if (root.findtext(f"{ns}EncodingType") or "").strip() == "url":
         entries = [(unquote(k), n, e) if "%" in k else (k, n, e) for k, n, e in entries]
-    return ListPage(entries, truncated, token)
+    token = root.findtext(f"{ns}NextContinuationToken") or None
+    return ListPage(entries, flag == "true", token)
 
 
 def parse_upload_id(body: bytes) -> str:
