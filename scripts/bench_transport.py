@@ -79,9 +79,9 @@ elif mode.startswith("boto3"):
                       request_checksum_calculation="when_required",
                       response_checksum_validation="when_required"))
     def put(i):
-        c.put_object(Bucket=bucket, Key=f"{repo}/{ids[i]}", Body=blobs[i])
+        c.put_object(Bucket=bucket, Key=f"blocks/{repo}/{ids[i]}", Body=blobs[i])
     def get(i):
-        return c.get_object(Bucket=bucket, Key=f"{repo}/{ids[i]}")["Body"].read()
+        return c.get_object(Bucket=bucket, Key=f"blocks/{repo}/{ids[i]}")["Body"].read()
     if mode == "boto3-put":
         ops = [lambda i=i: put(i) for i in range(n + warm)]
     else:
@@ -96,7 +96,7 @@ elif mode.startswith("urllib3"):
     pool = urllib3.HTTPConnectionPool(u.hostname, u.port, maxsize=4)
     signer, creds = SigV4("us-east-1"), Credentials(ak, sk)
     def call(method, i, body=b""):
-        path = f"/{bucket}/{repo}/{ids[i]}"
+        path = f"/{bucket}/blocks/{repo}/{ids[i]}"
         amz = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         h = {"host": u.netloc, "x-amz-date": amz, "x-amz-content-sha256": UNSIGNED_PAYLOAD}
         if body:
@@ -141,9 +141,10 @@ def _conf(path: Path, s3: SeaweedS3, bucket: str, redis: RedisServer | None) -> 
     text = "".join(
         f"[{section}]\nname = s3\nbucket = {bucket}\nkey_id = {s3.access_key}\n"
         f"key = {s3.secret_key}\nhost = 127.0.0.1:{s3.http_port}\nuse_v4_signature = true\n"
-        "path_style_request = true\n"
-        for section in ("commit_object_backend", "fs_object_backend", "block_backend")
-    )
+        f"path_style_request = true\nkey_prefix = {kind}/\n"
+        for section, kind in (("commit_object_backend", "commits"), ("fs_object_backend", "fs"),
+                              ("block_backend", "blocks"))
+    )  # fmt: skip
     if redis is not None:
         text += f"[redis]\nredis_host = 127.0.0.1\nredis_port = {redis.port}\n"
         text += "cached_kinds = blocks\n"
