@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +312,8 @@ def test_interrupted_run_says_what_is_left_and_how_to_resume(
     tmp_path: Path, small_store: Path, seaweed: Any, new_bucket: Any
 ) -> None:
     dst = s3_dest(tmp_path, "stop", seaweed, new_bucket)
-    args = [small_store, dst, "--bwlimit", "20k", "--workers", "1", "--progress", "log"]
+    # 5 kB/s: seconds are left after the third block, so the signal lands mid-copy
+    args = [small_store, dst, "--bwlimit", "5k", "--workers", "1", "--progress", "log"]
     code, out, err = stop_cli_after_blocks(args, dst, 3, signal.SIGINT)
     assert code == 130, err
     stopped = [x for x in err.splitlines() if "stopped before the end" in x]
@@ -322,6 +324,28 @@ def test_interrupted_run_says_what_is_left_and_how_to_resume(
     assert "run the same command again" in line and " of " in line, out
     assert "result: INTERRUPTED (exit 130)" in out
     assert run_cli([small_store, dst]).returncode == 0  # and it does
+
+
+class _InterruptedAtStepEnd(_Recorder):
+    """Ctrl-C lands in the main thread while a copy step is being wound up (the
+    ticker's last update), after every object was copied."""
+
+    def update(self, done: int, done_bytes: int) -> None:
+        super().update(done, done_bytes)
+        main = threading.current_thread() is threading.main_thread()
+        if main and self.phase == "copy blocks" and not any(p == self.phase for p, _ in self.ends):
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_a_step_winds_up_still_ends_it(tmp_path: Path, small_store: Path) -> None:
+    (tmp_path / "data").mkdir()
+    dst = write_conf(tmp_path / "dest", fs_conf(tmp_path / "data"))
+    progress = _InterruptedAtStepEnd()
+    with pytest.raises(KeyboardInterrupt) as caught:
+        objstore.migrate(small_store, dst, progress=progress)
+    assert progress.ends[-1] == ("copy blocks", True)  # all copied: the step did end
+    result = caught.value.result  # type: ignore[attr-defined]
+    assert result.interrupted and result.transfer.by_kind["blocks"].seconds > 0
 
 
 def test_a_section_neither_objstore_nor_seafile_reads_is_a_warning(tmp_path: Path) -> None:

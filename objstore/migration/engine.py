@@ -630,10 +630,11 @@ class Migration:
             for lane, src_it, dst_it in listings:
                 self._plan.kinds[lane.kind] = self._plan_kind(lane, src_it, dst_it)
         finally:
-            for _, src_it, dst_it in listings:
-                src_it.close()
-                if dst_it is not None:
-                    dst_it.close()
+            with contextlib.ExitStack() as cleanup:  # all closed, even if Ctrl-C lands
+                for _, src_it, dst_it in listings:
+                    cleanup.callback(src_it.close)
+                    if dst_it is not None:
+                        cleanup.callback(dst_it.close)
         return self._plan
 
     def _plan_kind(self, lane: _Lane, src_it: Prefetch, dst_it: Prefetch | None) -> KindPlan:
@@ -681,8 +682,9 @@ class Migration:
                     kp.to_copy_bytes += info.size
             complete = True
         finally:
-            ticker.stop()
-            self.progress.end(complete)
+            with contextlib.ExitStack() as cleanup:  # both run, even if Ctrl-C lands
+                cleanup.callback(lambda: self.progress.end(complete))
+                cleanup.callback(ticker.stop)
         kp.seconds = time.monotonic() - started
         return kp
 
@@ -851,12 +853,14 @@ class Migration:
                 pool.abort()
             raise
         finally:
-            src_it.close()
-            if dst_it is not None:
-                dst_it.close()
-            ticker.stop()
-            self.progress.end(complete)
-            result.seconds = time.monotonic() - started
+            # every step runs even when Ctrl-C lands inside an earlier one
+            with contextlib.ExitStack() as cleanup:
+                cleanup.callback(lambda: setattr(result, "seconds", time.monotonic() - started))
+                cleanup.callback(lambda: self.progress.end(complete))
+                cleanup.callback(ticker.stop)
+                if dst_it is not None:
+                    cleanup.callback(dst_it.close)
+                cleanup.callback(src_it.close)
 
     def _transfer_one(self, lane: _Lane, info: ObjectInfo) -> tuple[int, bool]:
         """Copy one object; returns (bytes written, whether server-side)."""
