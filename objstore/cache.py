@@ -405,22 +405,32 @@ class RedisRemote(Remote):
         """One command on an idle connection of our own, made with the pool's
         settings: the client's per-command layers and the pool's per-checkout
         checks cost more CPU than the command.  A connection with anything unread
-        is dropped; one the server dropped is replaced once (as the client does)."""
+        is dropped.  When the server dropped the connection, every idle one is
+        suspect (a restart): they are closed and the command is sent once more on
+        a new connection (as the client retries once)."""
         assert self._pool is not None
         for attempt in (1, 2):
-            with self._idle_lock:
-                conn = self._idle.pop() if self._idle else None
+            conn = None
+            if attempt == 1:
+                with self._idle_lock:
+                    conn = self._idle.pop() if self._idle else None
+            fresh = conn is None
             if conn is None:
                 conn = self._redis.Connection(**self._pool.connection_kwargs)  # type: ignore[no-untyped-call]
-            elif conn.can_read():  # a stale answer, or the server closed it
-                conn.disconnect()
             try:
+                # a stale answer is dropped; a connection the server closed raises
+                if not fresh and conn.can_read():
+                    conn.disconnect()
                 conn.send_command(*args)
                 result = conn.read_response()
             except self._redis.ConnectionError:
                 conn.disconnect()
                 if attempt == 2:
                     raise
+                with self._idle_lock:
+                    suspect, self._idle = self._idle, []
+                for other in suspect:
+                    other.disconnect()
                 continue
             except BaseException:
                 conn.disconnect()

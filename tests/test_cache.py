@@ -51,7 +51,7 @@ from objstore.formats import (
 )
 
 from .conformance import ConformanceSuite
-from .helpers import fs_conf, s3_conf, write_conf
+from .helpers import fs_conf, s3_conf, wait_until, write_conf
 from .servers import MemcachedServer, RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -303,6 +303,37 @@ def test_two_stores_sharing_one_redis_never_collide(
         for d in (a, b, a_commits):
             d.close()
             d.remote.close()
+
+
+def test_redis_gets_use_hiredis_and_never_read_a_stale_answer(
+    redis_driver: CachedDriver, rclient: Any
+) -> None:
+    """GETs go over the cache's own connections, parsed by hiredis; a pooled
+    connection with an answer nobody read is dropped, one the server closed is
+    replaced, and either way the GET returns its own object's bytes."""
+    import redis.utils
+
+    remote: Any = redis_driver.remote
+    repo = new_repo()
+    objs = fs_objects(2)
+    for obj_id, data in objs.items():
+        redis_driver.put(repo, obj_id, data)
+        assert redis_driver.get(repo, obj_id) == data
+    (first, data_1), (second, data_2) = objs.items()
+    assert redis.utils.HIREDIS_AVAILABLE
+    assert remote._idle and all("Hiredis" in type(c._parser).__name__ for c in remote._idle)
+    stale = remote._idle[-1]
+    stale_socket = stale._sock
+    stale.send_command("GET", redis_driver.key(repo, first))  # answered, never read
+    wait_until(stale.can_read, "the stale answer to arrive")
+    assert redis_driver.get(repo, second) == data_2
+    assert stale._sock is not stale_socket  # that socket was closed, not read from
+    for conn in remote._idle:  # the server closes the cache's idle connections
+        host, port = conn._sock.getsockname()[:2]
+        rclient.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+    hits = redis_driver.stats()["hits"]
+    assert redis_driver.get(repo, first) == data_1
+    assert redis_driver.stats()["hits"] == hits + 1  # served by Redis, not the backend
 
 
 # ---------------------------------------------------------------- read paths and stats
