@@ -53,10 +53,13 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
+import queue
 import socket
 import threading
 import time
 import urllib.parse
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -337,6 +340,12 @@ return 1
 """
 
 
+def _call_if_alive(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = ref()
+    if method is not None:
+        method()
+
+
 class RedisRemote(Remote):
     """A Redis server or cluster.  Short socket timeouts, one immediate retry on a
     dropped connection (a pooled socket outliving a restart), never on timeouts."""
@@ -379,9 +388,27 @@ class RedisRemote(Remote):
         self.mget = client.mget  # type: ignore[method-assign]
         self._fill = client.register_script(_FILL_LUA)
         self._pool = None if cfg.cluster else client.connection_pool
+        # max_connections slots: a connection (opened lazily) or None (not made yet);
+        # a command waits up to the timeout for a free slot, as the pool would
+        # at most max_connections commands at once (a token each, waited for up to
+        # the timeout, as the pool would); idle connections reused last-in first-out
+        self._token_count = max(cfg.max_connections, 1)
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._idle: list[Any] = []
         self._idle_lock = threading.Lock()
-        self._max_idle = cfg.max_connections
+        self._forget_connections()
+        self._token_timeout = cfg.timeout
+        after_fork = weakref.WeakMethod(self._forget_connections)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(after_fork))
+
+    def _forget_connections(self) -> None:
+        """All tokens free, no connection: at start, and in a forked child, whose
+        inherited sockets belong to the parent's conversations."""
+        self._tokens = queue.SimpleQueue()
+        for _ in range(self._token_count):
+            self._tokens.put(None)
+        self._idle = []
+        self._idle_lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:  # type: ignore[override]
         """One GET: the hot path of every read (see :meth:`_command`)."""
@@ -402,47 +429,52 @@ class RedisRemote(Remote):
             return bool(self._command("EVAL", _FILL_LUA, len(keys), *keys, *args))
 
     def _command(self, *args: Any) -> Any:
-        """One command on an idle connection of our own, made with the pool's
-        settings: the client's per-command layers and the pool's per-checkout
-        checks cost more CPU than the command.  A connection with anything unread
-        is dropped.  When the server dropped the connection, every idle one is
-        suspect (a restart): they are closed and the command is sent once more on
-        a new connection (as the client retries once)."""
+        """One command on a connection of our own, made with the pool's settings:
+        the client's per-command layers and the pool's per-checkout checks cost
+        more CPU than the command.  At most ``max_connections`` at once (else
+        ConnectionError after the timeout).  A connection with anything unread
+        is reset.  When the server dropped the connection, every idle one is
+        suspect (a restart): they are reset too and the command is sent once more
+        (as the client retries once)."""
         assert self._pool is not None
-        for attempt in (1, 2):
-            conn = None
-            if attempt == 1:
-                with self._idle_lock:
-                    conn = self._idle.pop() if self._idle else None
-            fresh = conn is None
+        try:
+            self._tokens.get(timeout=self._token_timeout)
+        except queue.Empty:
+            raise self._redis.ConnectionError("no free cache connection") from None
+        conn = None
+        try:
+            with self._idle_lock:
+                conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = self._redis.Connection(**self._pool.connection_kwargs)  # type: ignore[no-untyped-call]
-            try:
-                # a stale answer is dropped; a connection the server closed raises
-                if not fresh and conn.can_read():
+            for attempt in (1, 2):
+                try:
+                    # a stale answer is dropped; a connection the server closed raises
+                    if conn._sock is not None and conn.can_read():
+                        conn.disconnect()
+                    conn.send_command(*args)
+                    return conn.read_response()
+                except self._redis.ConnectionError:
                     conn.disconnect()
-                conn.send_command(*args)
-                result = conn.read_response()
-            except self._redis.ConnectionError:
-                conn.disconnect()
-                if attempt == 2:
+                    if attempt == 2:
+                        raise
+                    self._reset_idle()
+                except BaseException:
+                    conn.disconnect()
                     raise
-                with self._idle_lock:
-                    suspect, self._idle = self._idle, []
-                for other in suspect:
-                    other.disconnect()
-                continue
-            except BaseException:
-                conn.disconnect()
-                raise
-            with self._idle_lock:
-                if len(self._idle) < self._max_idle:
-                    self._idle.append(conn)
-                    conn = None
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
             if conn is not None:
-                conn.disconnect()
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+                with self._idle_lock:
+                    self._idle.append(conn)
+            self._tokens.put(None)
+
+    def _reset_idle(self) -> None:
+        """Close and drop every idle connection."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.disconnect()
 
     def set_tombstone(self, tombstone: str, ttl: int) -> None:
         self.client.set(tombstone, b"1", ex=ttl)
@@ -496,10 +528,7 @@ class RedisRemote(Remote):
         return not isinstance(exc, self._redis.ResponseError)
 
     def close(self) -> None:
-        with self._idle_lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.disconnect()
+        self._reset_idle()
         self.client.close()
 
 

@@ -7,7 +7,8 @@ same data at the same concurrency, medians of ``--runs`` runs:
 * disk -> S3: ``objstore-migrate`` vs ``rclone copy`` vs ``s5cmd cp`` of the same
   files (a directory laid out as the S3 keys: ``<kind>/<repo>/<obj_id>``,
   hard links into the store): objects/s, MB/s, peak RSS, client CPU per object
-  (user+sys of the client process, from ``wait4``; includes interpreter start);
+  (user+sys of the client process, from ``wait4``; includes interpreter start)
+  and the SeaweedFS process's CPU per object meanwhile (from ``/proc``);
 * the no-op re-run of objstore-migrate;
 * S3 -> SSE-C S3 (HTTPS): server-side CopyObject vs GET+PUT;
 * peak RSS of planning a 1,000,000-object listing (two synthetic listings fed
@@ -183,17 +184,32 @@ def _vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+def _process_cpu(pid: int | None) -> float:
+    """user + sys CPU seconds of a running process (all its threads), 0.0 if none."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(
     cmd: list[str],
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     tail: int | None = 2000,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Run ``cmd``: wall time; user+sys CPU of the process from ``wait4``; peak RSS
     from its ``VmHWM``, sampled every 20 ms until it exits; the last ``tail``
-    characters of its output (None: all of it)."""
+    characters of its output (None: all of it); the CPU the server process
+    ``server_pid`` spent meanwhile."""
     import threading
 
+    server_before = _process_cpu(server_pid)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
@@ -220,6 +236,7 @@ def run_measured(
         t.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
+    server_cpu = _process_cpu(server_pid) - server_before
     done.set()
     for t in threads:
         t.join()
@@ -230,6 +247,7 @@ def run_measured(
         "user": usage.ru_utime,
         "sys": usage.ru_stime,
         "rss_mb": peak[0] / 1024,
+        "server_cpu": server_cpu,
         "rc": proc.returncode,
         "stdout": chunks.get("out", b"").decode("utf-8", "replace")[-(tail or 0) :],
         "stderr": chunks.get("err", b"").decode("utf-8", "replace")[-(tail or 0) :],
@@ -260,6 +278,7 @@ def median_run(runs: list[dict[str, Any]], objects: int, nbytes: int) -> dict[st
         "objects_per_s": round(objects / wall, 1),
         "mb_per_s": round(nbytes / wall / 1e6, 2),
         "cpu_ms_per_object": round(1000 * med("cpu") / objects, 3),
+        "server_cpu_ms_per_object": round(1000 * med("server_cpu") / objects, 3),
         "peak_rss_mb": round(med("rss_mb"), 1),
         "walls": [round(r["wall"], 3) for r in runs],
     }
@@ -348,7 +367,7 @@ class Bench:
         env = clean_env({"PYTHONPATH": str(tree), "PYTHONPYCACHEPREFIX": str(self.work / "pyc")})
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         # cwd outside every checkout, so `-m` finds objstore only through PYTHONPATH
-        result = run_measured(cmd, env, cwd=str(self.work), tail=tail)
+        result = run_measured(cmd, env, cwd=str(self.work), tail=tail, server_pid=self.server.pid)
         if result["rc"] != 0:
             raise RuntimeError(
                 f"objstore-migrate ({tree}) failed: {result['stdout']}\n{result['stderr']}"
@@ -376,6 +395,7 @@ class Bench:
             clean_env(
                 {"HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home)}
             ),
+            server_pid=self.server.pid,
         )
         if result["rc"] != 0:
             raise RuntimeError(f"rclone failed: {result['stderr']}")
@@ -399,7 +419,7 @@ class Bench:
                 "AWS_REGION": "us-east-1",
             }
         )
-        result = run_measured(cmd, env)
+        result = run_measured(cmd, env, server_pid=self.server.pid)
         if result["rc"] != 0:
             raise RuntimeError(f"s5cmd failed: {result['stderr']}")
         return result
@@ -475,13 +495,15 @@ def markdown(results: dict[str, Any]) -> str:
         + f"; SeaweedFS {results['seaweedfs']} on loopback; {w} workers/transfers; "
         f"median of {results['runs']} runs.",
         "",
-        "| scenario | wall s | objects/s | MB/s | client CPU ms/object | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | wall s | objects/s | MB/s | client CPU ms/object "
+        "| SeaweedFS CPU ms/object | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results["scenarios"].items():
         lines.append(
             f"| {name} | {r['wall_s']:.2f} | {r['objects_per_s']:.0f} | {r['mb_per_s']:.1f} | "
-            f"{r['cpu_ms_per_object']:.3f} | {r['peak_rss_mb']:.0f} |"
+            f"{r['cpu_ms_per_object']:.3f} | {r['server_cpu_ms_per_object']:.3f} | "
+            f"{r['peak_rss_mb']:.0f} |"
         )
     p = results["plan_memory"]
     lines += [
@@ -579,7 +601,8 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
     def add(name: str, result: dict[str, Any]) -> None:
         scenarios.setdefault(name, []).append(result)
         print(
-            f"  {name}: {result['wall']:.2f}s, {result['cpu']:.2f}s CPU, {result['rss_mb']:.0f} MB",
+            f"  {name}: {result['wall']:.2f}s, {result['cpu']:.2f}s CPU, "
+            f"{result['rss_mb']:.0f} MB, SeaweedFS {result['server_cpu']:.2f}s CPU",
             file=sys.stderr,
         )
 

@@ -8,6 +8,7 @@ is tested in ``test_cache_cluster.py``; authenticated values in ``test_cache_aut
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -305,12 +307,18 @@ def test_two_stores_sharing_one_redis_never_collide(
             d.remote.close()
 
 
+def _redis_connections(remote: Any) -> list[Any]:
+    """The cache's own idle Redis connections (left in place)."""
+    with remote._idle_lock:
+        return list(remote._idle)
+
+
 def test_redis_gets_use_hiredis_and_never_read_a_stale_answer(
     redis_driver: CachedDriver, rclient: Any
 ) -> None:
-    """GETs go over the cache's own connections, parsed by hiredis; a pooled
-    connection with an answer nobody read is dropped, one the server closed is
-    replaced, and either way the GET returns its own object's bytes."""
+    """GETs go over the cache's own connections, parsed by hiredis; a connection
+    with an answer nobody read is reset, one the server closed is replaced, and
+    either way the GET returns its own object's bytes."""
     import redis.utils
 
     remote: Any = redis_driver.remote
@@ -321,19 +329,71 @@ def test_redis_gets_use_hiredis_and_never_read_a_stale_answer(
         assert redis_driver.get(repo, obj_id) == data
     (first, data_1), (second, data_2) = objs.items()
     assert redis.utils.HIREDIS_AVAILABLE
-    assert remote._idle and all("Hiredis" in type(c._parser).__name__ for c in remote._idle)
-    stale = remote._idle[-1]
-    stale_socket = stale._sock
-    stale.send_command("GET", redis_driver.key(repo, first))  # answered, never read
-    wait_until(stale.can_read, "the stale answer to arrive")
+    (conn,) = _redis_connections(remote)  # one caller, one connection
+    assert "Hiredis" in type(conn._parser).__name__
+    stale_socket = conn._sock
+    conn.send_command("GET", redis_driver.key(repo, first))  # answered, never read
+    wait_until(conn.can_read, "the stale answer to arrive")
     assert redis_driver.get(repo, second) == data_2
-    assert stale._sock is not stale_socket  # that socket was closed, not read from
-    for conn in remote._idle:  # the server closes the cache's idle connections
-        host, port = conn._sock.getsockname()[:2]
-        rclient.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+    assert conn._sock is not stale_socket  # that socket was closed, not read from
+    host, port = conn._sock.getsockname()[:2]
+    rclient.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")  # the server drops it
     hits = redis_driver.stats()["hits"]
     assert redis_driver.get(repo, first) == data_1
     assert redis_driver.stats()["hits"] == hits + 1  # served by Redis, not the backend
+
+
+def test_a_forked_child_makes_its_own_redis_connections(redis_driver: CachedDriver) -> None:
+    """A child forked after the cache was used (a pre-forking server) never talks on
+    its parent's sockets: it starts without connections and makes its own."""
+    remote: Any = redis_driver.remote
+    repo = new_repo()
+    ((obj_id, data),) = fs_objects(1).items()
+    redis_driver.put(repo, obj_id, data)
+    assert redis_driver.get(repo, obj_id) == data
+    (parent_conn,) = _redis_connections(remote)
+    parent_socket = parent_conn._sock
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        verdict = b"bad"
+        try:
+            inherited = _redis_connections(remote)
+            if not inherited and redis_driver.get(repo, obj_id) == data:
+                (own,) = _redis_connections(remote)
+                verdict = b"ok" if own is not parent_conn else b"shared"
+            else:
+                verdict = b"inherited"
+        finally:
+            os.write(write_end, verdict)
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as fh:
+        assert fh.read() == b"ok"
+    assert redis_driver.get(repo, obj_id) == data
+    assert _redis_connections(remote)[0]._sock is parent_socket  # the parent's, untouched
+
+
+def test_redis_connections_are_bounded(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Never more than max_connections of the cache's own connections, however many
+    threads read at once."""
+    cfg = dataclasses.replace(redis_cfg(redis_server), max_connections=3)
+    d = cached(tmp_path, cfg)
+    try:
+        repo = new_repo()
+        objs = fs_objects(40)
+        for obj_id, data in objs.items():
+            d.put(repo, obj_id, data)
+        with ThreadPoolExecutor(16) as pool:
+            for _ in range(5):
+                got = list(pool.map(lambda o: d.get(repo, o), objs))
+                assert got == list(objs.values())
+        assert 1 <= len(_redis_connections(d.remote)) <= 3
+        assert d.stats()["errors"] == 0
+    finally:
+        d.close()
+        d.remote.close()
 
 
 # ---------------------------------------------------------------- read paths and stats
