@@ -8,7 +8,6 @@ is tested in ``test_cache_cluster.py``; authenticated values in ``test_cache_aut
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -378,7 +377,7 @@ def test_a_forked_child_makes_its_own_redis_connections(redis_driver: CachedDriv
 def test_redis_connections_are_bounded(tmp_path: Path, redis_server: RedisServer) -> None:
     """Never more than max_connections of the cache's own connections, however many
     threads read at once."""
-    cfg = dataclasses.replace(redis_cfg(redis_server), max_connections=3)
+    cfg = redis_cfg(redis_server, max_connections=3)
     d = cached(tmp_path, cfg)
     try:
         repo = new_repo()
