@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -193,7 +194,7 @@ class ConformanceSuite:
     def test_invalid_obj_ids(self, store: ObjectStore, bad: str) -> None:
         repo = new_repo()
         good_id, data = block(b"good")
-        calls = [
+        calls: list[Callable[[], object]] = [
             lambda: store.write(repo, bad, data),
             lambda: store.read(repo, bad),
             lambda: store.exists(repo, bad),
@@ -212,14 +213,15 @@ class ConformanceSuite:
     @pytest.mark.parametrize("bad", BAD_REPOS)
     def test_invalid_repo_ids(self, store: ObjectStore, bad: str) -> None:
         obj_id, data = block(b"good")
-        for call in [
+        calls: list[Callable[[], object]] = [
             lambda: store.write(bad, obj_id, data),
             lambda: store.read(bad, obj_id),
             lambda: store.exists(bad, obj_id),
             lambda: store.list(bad),
             lambda: store.remove_repo(bad),
             lambda: store.copy(new_repo(), bad, obj_id),
-        ]:
+        ]
+        for call in calls:
             with pytest.raises(InvalidId):
                 call()
 

@@ -1251,7 +1251,7 @@ class RedisCluster:
             for node in self.nodes:
                 c = node.client(socket_timeout=2)
                 try:
-                    states.append(c.execute_command("CLUSTER", "INFO"))
+                    states.append(c.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
                 finally:
                     c.close()
             text = [s.decode() if isinstance(s, bytes) else str(s) for s in states]
@@ -1265,8 +1265,8 @@ class RedisCluster:
         """The node serving ``key``'s slot."""
         c = self.nodes[0].client()
         try:
-            slot = int(c.execute_command("CLUSTER", "KEYSLOT", key))
-            for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):
+            slot = int(c.execute_command("CLUSTER", "KEYSLOT", key))  # type: ignore[no-untyped-call]
+            for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
                 if int(start) <= slot <= int(end):
                     port = int(primary[1])
                     return next(n for n in self.nodes if n.port == port)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from objstore import ObjKind
 
 from .servers import MariaDBServer
 
-MYSQL_SCHEMA = (
+MYSQL_SCHEMA: tuple[str, ...] = (
     "CREATE TABLE Repo (id BIGINT NOT NULL PRIMARY KEY AUTO_INCREMENT, repo_id CHAR(37), "
     "UNIQUE INDEX (repo_id)) ENGINE=INNODB",
     "CREATE TABLE RepoTrash (id BIGINT NOT NULL PRIMARY KEY AUTO_INCREMENT, repo_id CHAR(36), "
@@ -26,7 +26,7 @@ MYSQL_SCHEMA = (
     "repo_id CHAR(40) NOT NULL, storage_id VARCHAR(255) NOT NULL, UNIQUE INDEX(repo_id)) "
     "ENGINE=INNODB",
 )
-SQLITE_SCHEMA = (
+SQLITE_SCHEMA: tuple[str, ...] = (
     "CREATE TABLE Repo (repo_id CHAR(37) PRIMARY KEY)",
     "CREATE TABLE RepoTrash (repo_id CHAR(36) PRIMARY KEY, repo_name VARCHAR(255), "
     "head_id CHAR(40), owner_id VARCHAR(255), size BIGINT, org_id INTEGER, del_time BIGINT)",
@@ -124,7 +124,9 @@ def s3_class(
     }
 
 
-def write_classes(conf_dir: Path, classes: list[Mapping[str, Any]] | str, extra: str = "") -> Path:
+def write_classes(
+    conf_dir: Path, classes: Sequence[Mapping[str, Any]] | str, extra: str = ""
+) -> Path:
     """seafile.conf with storage classes (``classes`` as JSON data or raw text) in
     ``conf_dir``; returns the seafile.conf path."""
     conf_dir.mkdir(parents=True, exist_ok=True)

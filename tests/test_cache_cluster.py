@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -32,11 +33,12 @@ def cluster_conf(tmp_path: Path, cluster: RedisCluster, seed: int = 0, extra: st
 
 
 def keys_per_node(cluster: RedisCluster, pattern: str) -> list[list[bytes]]:
-    out = []
+    out: list[list[bytes]] = []
     for node in cluster.nodes:
         client = node.client()
         try:
-            out.append(sorted(client.keys(pattern)))
+            keys = cast("list[bytes]", client.keys(pattern))  # no decode_responses
+            out.append(sorted(keys))
         finally:
             client.close()
     return out

@@ -41,11 +41,17 @@ def test_cache_killed_and_restarted_under_load(
             wait_for(lambda: d.stats()["hits"] > 200, "cache hits")
             server.kill()
             wait_for(lambda: d.stats()["breaker_open"] == 1, "the breaker to open")
-            before = reads[0]
-            wait_for(lambda b=before: reads[0] > b + 5, "reads served by the backend")
+
+            def more_reads(before: int = reads[0]) -> bool:
+                return reads[0] > before + 5
+
+            wait_for(more_reads, "reads served by the backend")
             server.restart()  # empty: nothing survives a SIGKILL of these servers
-            hits = d.stats()["hits"]
-            wait_for(lambda h=hits: d.stats()["hits"] > h + 200, "hits after the restart")
+
+            def more_hits(before: int = d.stats()["hits"]) -> bool:
+                return d.stats()["hits"] > before + 200
+
+            wait_for(more_hits, "hits after the restart")
             assert d.stats()["breaker_open"] == 0
         stop.set()
         for t in threads:

@@ -46,7 +46,9 @@ def test_example_configuration_parses() -> None:
     assert cfg.default == "local"
     local, standard, encrypted = cfg.classes.values()
     assert all(isinstance(b, FsConfig) for b in local.config.backends.values())
-    assert local.config.backends[ObjKind.BLOCK].dir == Path("/opt/seafile/seafile-data")
+    local_blocks = local.config.backends[ObjKind.BLOCK]
+    assert isinstance(local_blocks, FsConfig)
+    assert local_blocks.dir == Path("/opt/seafile/seafile-data")
     assert standard.for_new_library and not encrypted.for_new_library
     for sc in (standard, encrypted):
         assert all(isinstance(b, S3Config) for b in sc.config.backends.values())

@@ -134,7 +134,7 @@ def cli_one_line_error(conf: Path, capsys: Any, tmp_path: Path, *secrets: str) -
     code = migrate_main(
         [str(conf), "--from-class", "a", "--to-class", "b", "--report", str(report)]
     )
-    err = capsys.readouterr().err
+    err: str = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     text = err + report.read_text()

@@ -4,6 +4,7 @@ wrong keys, bad configuration)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -176,7 +177,7 @@ def test_cli_sigterm_stops_like_ctrl_c(
     """Kubernetes stops a pod with SIGTERM: clean stop, report, exit 130."""
     dst = s3_dest(tmp_path, "term", seaweed, new_bucket)
     report = tmp_path / "term.json"
-    args = [disk_source, dst, "--bwlimit", "40k", "--report", report]
+    args: list[str | os.PathLike[str]] = [disk_source, dst, "--bwlimit", "40k", "--report", report]
     code, out, err = stop_cli_after_blocks(args, dst, 5, signal.SIGTERM)
     assert code == 130, err
     assert "Traceback" not in err

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +159,11 @@ def test_storage_type_unset_or_blank_reads_the_file(tmp_path: Path, env: dict[st
 @pytest.mark.parametrize("value", ["floppy", "S3", "fs", " s3", "Disk", "multiple "])
 def test_unknown_storage_type_names_the_variable(tmp_path: Path, value: str) -> None:
     conf = write_conf(tmp_path / "conf", fs_conf(tmp_path))
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: load_config(conf, env={"SEAF_SERVER_STORAGE_TYPE": value}),
         lambda: objstore.config_from_env({"SEAF_SERVER_STORAGE_TYPE": value}),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ConfigError, match="must be s3, disk or multiple") as info:
             call()
         assert info.value.option == "SEAF_SERVER_STORAGE_TYPE"
@@ -284,10 +286,11 @@ def test_cache_provider_without_its_host_is_refused(
     """seafobj then runs without a cache; objstore never guesses 127.0.0.1."""
     text = fs_conf(tmp_path) + "[redis]\nredis_host = 10.0.0.5\n"
     conf = write_conf(tmp_path / "conf", text)
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: load_config(conf, env=env),
         lambda: objstore.config_from_env({**env, "SEAFILE_DATA_DIR": str(tmp_path)}),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ConfigError, match=r"refuses to guess 127\.0\.0\.1") as info:
             call()
         assert info.value.option == var

@@ -19,6 +19,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import re
 import sys
 import uuid
@@ -55,7 +56,7 @@ MiB = 1024 * 1024
 FAIL_FAST = {"connect_timeout": 2, "read_timeout": 2, "request_timeout": 4, "max_retries": 1}
 """Every request attempt ends within 4 s (``request_timeout``: the new driver's overall
 deadline of one attempt, body included), and is tried twice at most."""
-SIZE_CAP = {"max_object_size": "8M"}
+SIZE_CAP: dict[str, Any] = {"max_object_size": "8M"}
 """The new driver's cap on a whole-object GET body."""
 PEAK_RSS_MB = 300
 """Bound on a process's peak RSS while it meets a big answer (normal: about 100 MB)."""
@@ -681,7 +682,9 @@ def fs_dest(tmp_path: Path) -> Path:
 
 
 def run_migrate(src: Path, dest: Path, report: Path) -> Measured:
-    args = [src, dest, "--retries", "0", "--workers", "1", "--verify", "none"]
+    args: list[str | os.PathLike[str]] = [
+        src, dest, "--retries", "0", "--workers", "1", "--verify", "none"
+    ]  # fmt: skip
     return run_measured(
         cli_command([*args, "--progress", "none", "--report", report]),
         timeout=CLI_TIMEOUT, env=cli_env(), cwd=REPO_ROOT,
@@ -727,7 +730,9 @@ def test_migrate_plans_big_listing_page(tmp_path: Path, serve: Any, n: int) -> N
     server = serve(lambda req: page if is_source_listing(req) else None)
     src = hostile_conf(tmp_path / "src", server, SOURCE)
     report = tmp_path / "report.json"
-    args = [src, fs_dest(tmp_path), "--dry-run", "--progress", "none", "--report", report]
+    args: list[str | os.PathLike[str]] = [
+        src, fs_dest(tmp_path), "--dry-run", "--progress", "none", "--report", report
+    ]  # fmt: skip
     proc = run_measured(cli_command(args), timeout=CLI_TIMEOUT, env=cli_env(), cwd=REPO_ROOT)
     assert proc.killed is None, f"{proc.killed}\n{proc.output[-2000:]}"
     assert proc.returncode == 0, proc.output[-2000:]

@@ -53,7 +53,7 @@ def _spoil(seaweed: Any, dst: Path, kind: ObjKind, repo: str, obj: str) -> bytes
     broken tool or a bit flip leaves: a size check cannot see it)."""
     bucket, key = _bucket_and_key(dst, kind, repo, obj)
     client = seaweed.client()
-    good = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    good: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     bad = bytes(b ^ 0x5A for b in good)
     client.put_object(Bucket=bucket, Key=key, Body=bad)
     return good
@@ -313,7 +313,9 @@ def test_interrupted_run_says_what_is_left_and_how_to_resume(
 ) -> None:
     dst = s3_dest(tmp_path, "stop", seaweed, new_bucket)
     # 5 kB/s: seconds are left after the third block, so the signal lands mid-copy
-    args = [small_store, dst, "--bwlimit", "5k", "--workers", "1", "--progress", "log"]
+    args: list[str | os.PathLike[str]] = [
+        small_store, dst, "--bwlimit", "5k", "--workers", "1", "--progress", "log"
+    ]  # fmt: skip
     code, out, err = stop_cli_after_blocks(args, dst, 3, signal.SIGINT)
     assert code == 130, err
     stopped = [x for x in err.splitlines() if "stopped before the end" in x]

@@ -150,7 +150,7 @@ def test_plan_file(tmp_path: Path) -> None:
 def test_token_bucket_and_budget_stop_on_cancel() -> None:
     cancel = threading.Event()
     bucket = TokenBucket(1000, cancel)
-    bucket.consume(bucket.burst)  # the burst goes at once
+    bucket.consume(int(bucket.burst))  # the burst goes at once
     cancel.set()
     with pytest.raises(Cancelled):
         bucket.consume(10_000)  # would wait ~10 s

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -219,7 +220,9 @@ def test_cli_through_proxy_with_auth(
     )
     dest = s3_dest(tmp_path, seaweed, new_bucket, True, **config_proxy(proxy, PROXY_PASSWORD))
     report = tmp_path / "report.json"
-    args = [disk_source, dest, "-v", "--progress", "log", "--report", report]
+    args: list[str | os.PathLike[str]] = [
+        disk_source, dest, "-v", "--progress", "log", "--report", report
+    ]  # fmt: skip
     proc = subprocess.run(
         cli_command(args), capture_output=True, text=True, timeout=240, env=cli_env(),
         cwd=REPO_ROOT, check=False,

@@ -18,7 +18,6 @@ import pytest
 import objstore
 from objstore import EncryptionKeyError, ObjKind, Stores
 from objstore.formats import (
-    EMPTY_ID,
     Commit,
     SeafDir,
     SeafFile,
@@ -26,6 +25,7 @@ from objstore.formats import (
     decode_fs,
     verify_object,
 )
+from objstore.ids import EMPTY_ID
 
 from .helpers import fs_conf, s3_conf, write_conf
 from .test_cache import cache_section

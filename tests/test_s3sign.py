@@ -183,10 +183,10 @@ def _botocore_v4(method: str, url: str, headers: dict[str, str], creds: Credenti
     signer = S3SigV4Auth(BotoCredentials(creds.access_key, creds.secret_key, creds.token), "s3",
                          "us-east-1")  # fmt: skip
     # sign at the driver's timestamp (add_auth would take the clock's)
-    signer._modify_request_before_signing(req)
+    signer._modify_request_before_signing(req)  # type: ignore[attr-defined]
     canonical = signer.canonical_request(req)
     signature = signer.signature(signer.string_to_sign(req, canonical), req)
-    signer._inject_signature_to_request(req, signature)
+    signer._inject_signature_to_request(req, signature)  # type: ignore[attr-defined]
     return str(req.headers["Authorization"])
 
 
@@ -197,12 +197,12 @@ def _botocore_v2(method: str, url: str, headers: dict[str, str], creds: Credenti
     from botocore.credentials import Credentials as BotoCredentials
 
     signer = HmacV1Auth(BotoCredentials(creds.access_key, creds.secret_key, creds.token))
-    signer._get_date = lambda: headers["date"]  # type: ignore[method-assign]
+    signer._get_date = lambda: headers["date"]  # type: ignore[attr-defined]
     keep = HTTPHeaders()
     for k, v in headers.items():
         if k not in ("authorization", "user-agent"):
             keep[k] = v
-    signature = signer.get_signature(method, urlsplit(url), keep, auth_path=auth_path)
+    signature = signer.get_signature(method, urlsplit(url), keep, auth_path=auth_path)  # type: ignore[arg-type]
     return f"AWS {creds.access_key}:{signature}"
 
 

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
 from cryptography import x509
 
 from .helpers import wait_until
-from .hostile import HANG, HostileS3, answer
+from .hostile import HANG, Answer, HostileS3, answer
 from .servers import (
     MemcachedServer,
     RcloneS3,
@@ -343,7 +343,7 @@ def test_tinyproxy_basic_auth(server_factory: Callable[..., Any]) -> None:
 
 
 def test_hostile_server_answers_records_and_closes() -> None:
-    script = {"/b/raw": answer(200, b"scripted"), "/b/hang": HANG}
+    script: dict[str, Answer] = {"/b/raw": answer(200, b"scripted"), "/b/hang": HANG}
     server = HostileS3(lambda req: script.get(req.path))
     with socket.create_connection((server.host, server.http_port), timeout=10) as s:
         s.sendall(b"PUT /b/raw?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc")
