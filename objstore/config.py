@@ -1091,9 +1091,7 @@ def backend_location(backend: BackendConfig, kind: ObjKind) -> str:
     return "file://" + os.path.realpath(backend.dir / "storage" / kind.value)
 
 
-def locations_overlap(
-    a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind
-) -> bool:
+def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind) -> bool:
     """Can the objects of ``a`` (kind ``a_kind``) and ``b`` (kind ``b_kind``) mix?  S3:
     same endpoint and bucket, and one key prefix starts the other; fs: one object
     directory (``<dir>/storage/<kind>``) is, or contains, the other."""

@@ -108,9 +108,7 @@ class ObjectStore:
         self.driver.close()
 
 
-def build_driver(
-    backend: BackendConfig, kind: ObjKind, cache: CacheConfig | None = None
-) -> Driver:
+def build_driver(backend: BackendConfig, kind: ObjKind, cache: CacheConfig | None = None) -> Driver:
     """The one factory: the backend driver, wrapped by the cache where configured."""
     driver: Driver
     if isinstance(backend, FsConfig):

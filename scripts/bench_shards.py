@@ -80,9 +80,7 @@ def tiny_objects(repos: int, per_repo: int, seed: int) -> Iterator[tuple[ObjKind
             yield ObjKind.FS, repo, fid, stored
 
 
-def write_stores(
-    confs: list[Path], objects: Iterator[tuple[ObjKind, str, str, bytes]]
-) -> int:
+def write_stores(confs: list[Path], objects: Iterator[tuple[ObjKind, str, str, bytes]]) -> int:
     """Write every object into each configuration at once (32 threads; fs stores
     without fsync); the count."""
     opened = [objstore.open_stores(conf) for conf in confs]

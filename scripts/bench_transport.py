@@ -42,7 +42,7 @@ from tests.servers import RedisServer, SeaweedS3  # noqa: E402
 BEFORE = "ddffa5c"
 """The last commit with the boto3 driver and the lean client."""
 
-WORKER = r'''
+WORKER = r"""
 import hashlib, json, os, sys, time
 mode, conf, uncached, n, warm, bucket, endpoint, ak, sk = sys.argv[1:10]
 n, warm = int(n), int(warm)
@@ -119,7 +119,7 @@ t0 = time.process_time()
 for op in ops[warm:]:
     op()
 print(json.dumps({"cpu_ms": (time.process_time() - t0) / n * 1000}))
-'''
+"""
 
 CASES = {
     "objstore read": ("store-read", "now"),

@@ -227,10 +227,27 @@ def test_large_bodies_both_ways(serve: Any) -> None:
         b"HTTP/2 200\r\n\r\n",
         b"hello world, no status line\r\n" + ScriptedServer.CLOSE,
     ],
-    ids=["truncated", "bad-chunk", "bad-length", "not-http", "bad-code", "bad-header", "cut-head",
-         "non-ascii-length", "two-lengths-in-one", "two-length-headers", "length-and-chunked",
-         "gzip-encoding", "long-header", "too-many-headers", "folded-header", "endless-100",
-         "switching-protocols", "http2", "http09"],
+    ids=[
+        "truncated",
+        "bad-chunk",
+        "bad-length",
+        "not-http",
+        "bad-code",
+        "bad-header",
+        "cut-head",
+        "non-ascii-length",
+        "two-lengths-in-one",
+        "two-length-headers",
+        "length-and-chunked",
+        "gzip-encoding",
+        "long-header",
+        "too-many-headers",
+        "folded-header",
+        "endless-100",
+        "switching-protocols",
+        "http2",
+        "http09",
+    ],
 )
 def test_broken_answers_raise_and_close(serve: Any, answer: bytes) -> None:
     _, conn = serve(answer)
@@ -263,7 +280,10 @@ def test_anything_left_unread_makes_the_connection_unusable(serve: Any) -> None:
     [
         b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"10000\r\n" + b"x" * 0x10000 + b"\r\n" + b"fffffffffffff\r\n",
+        + b"10000\r\n"
+        + b"x" * 0x10000
+        + b"\r\n"
+        + b"fffffffffffff\r\n",
         b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 300_000 + ScriptedServer.CLOSE,
     ],
     ids=["huge-length", "endless-chunked", "to-eof"],

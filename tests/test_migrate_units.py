@@ -198,7 +198,9 @@ def test_listing_page_parser() -> None:
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult '
             'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name>'
-            + tail + "".join(entries) + "</ListBucketResult>"
+            + tail
+            + "".join(entries)
+            + "</ListBucketResult>"
         ).encode()
 
     usual = [
@@ -207,9 +209,7 @@ def test_listing_page_parser() -> None:
         "</Contents>"
         for i in range(5)
     ]
-    assert parse_list_page(page(usual)).entries == [
-        (f"p/{i}&x", i * 10, "abc") for i in range(5)
-    ]
+    assert parse_list_page(page(usual)).entries == [(f"p/{i}&x", i * 10, "abc") for i in range(5)]
     size_first = [f"<Contents><Size>{i}</Size><Key>k{i}</Key></Contents>" for i in range(3)]
     assert parse_list_page(page(size_first)).entries == [(f"k{i}", i, None) for i in range(3)]
     empty = parse_list_page(page([]))

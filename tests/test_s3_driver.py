@@ -127,8 +127,9 @@ def test_errors_map_to_objstore_errors(tmp_path: Path, seaweed: Any, new_bucket:
     with pytest.raises(NotFound):
         good.block.read(repo, "0" * 39 + "1")
     with (
-        open_block_store(tmp_path, "other-key", seaweed, bucket, https=True, sse_c_key=SSE_B)
-        as wrong_key,
+        open_block_store(
+            tmp_path, "other-key", seaweed, bucket, https=True, sse_c_key=SSE_B
+        ) as wrong_key,
         pytest.raises(EncryptionKeyError),
     ):
         wrong_key.block.read(repo, obj)

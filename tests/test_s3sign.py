@@ -56,9 +56,7 @@ def _signature(authorization: str) -> str:
     ],
     ids=["get-vanilla", "get-vanilla-query-order-key-case", "post-vanilla"],
 )
-def test_sigv4_test_suite(
-    method: str, query: list[tuple[str, str | None]], expected: str
-) -> None:
+def test_sigv4_test_suite(method: str, query: list[tuple[str, str | None]], expected: str) -> None:
     """AWS's SigV4 test suite (service ``service``, us-east-1, 2015-08-30)."""
     headers = {"host": "example.amazonaws.com", "x-amz-date": "20150830T123600Z"}
     auth = SigV4("us-east-1", "service").authorization(

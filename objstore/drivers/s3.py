@@ -489,9 +489,7 @@ class S3Driver(Driver):
 
         return self._exchange(op, head)
 
-    def _exchange(
-        self, op: _Op, send: Callable[[Connection, str, dict[str, str], float], T]
-    ) -> T:
+    def _exchange(self, op: _Op, send: Callable[[Connection, str, dict[str, str], float], T]) -> T:
         """Sign ``op`` and ``send`` it on a pooled connection (with the target,
         the signed headers and the deadline).  A kept-alive connection that the
         server had closed is replaced once; other failures are objstore errors."""

@@ -129,8 +129,7 @@ def parse_delete_errors(body: bytes) -> list[ErrorInfo]:
 def complete_multipart(parts: Iterable[tuple[int, str]]) -> bytes:
     """The CompleteMultipartUpload document for (part number, ETag) pairs."""
     items = "".join(
-        f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
-        for n, etag in parts
+        f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag></Part>" for n, etag in parts
     )
     return f"<CompleteMultipartUpload>{items}</CompleteMultipartUpload>".encode()
 

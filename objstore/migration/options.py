@@ -58,9 +58,7 @@ class MigrateOptions:
         if self.shard is not None:
             k, n = self.shard
             if not (isinstance(k, int) and isinstance(n, int) and 0 <= k < n <= MAX_SHARDS):
-                raise ValueError(
-                    f"shard must be K/N with 0 <= K < N <= {MAX_SHARDS}, not {k}/{n}"
-                )
+                raise ValueError(f"shard must be K/N with 0 <= K < N <= {MAX_SHARDS}, not {k}/{n}")
         if self.workers is not None and not 1 <= self.workers <= 1024:
             raise ValueError("workers must be between 1 and 1024")
         if self.verify not in VERIFY_MODES:

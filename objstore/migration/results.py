@@ -138,8 +138,15 @@ class VerifyResult:
         total = cls(mode=mode, by_kind=dict(parts))
         for part in parts.values():
             for name in (
-                "checked", "ok", "repaired", "missing", "mismatched", "corrupt", "failed",
-                "extra", "vanished",
+                "checked",
+                "ok",
+                "repaired",
+                "missing",
+                "mismatched",
+                "corrupt",
+                "failed",
+                "extra",
+                "vanished",
             ):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
             total.seconds += part.seconds
