@@ -84,6 +84,8 @@ PENDING_MAX = 100_000
 """Invalidations kept while the cache is unreachable; beyond that, a warning."""
 
 _BATCH = 1000
+_FLUSH_PASSES = 5
+"""At most this many scans per flush where a scan can miss keys (memcached)."""
 _LOG_EVERY = 30.0
 _ENTRY_OVERHEAD = 100  # bytes charged per local-tier entry on top of key and value
 _MEMCACHED_ITEM_OVERHEAD = 64  # memcached's item header, charged against item_limit
@@ -308,6 +310,10 @@ class Remote:
     def probe(self) -> None:
         """Raise unless the service answers."""
         raise NotImplementedError
+
+    scan_misses: bool = False
+    """Whether :meth:`scan` can miss keys present throughout it (memcached's
+    metadump can: items moving between LRU segments during the crawl)."""
 
     def scan(self, prefix: str) -> Iterator[list[tuple[str, int]]]:
         """Batches of ``(key, size)`` of every key starting with ``prefix``."""
@@ -640,8 +646,11 @@ class MemcachedRemote(Remote):
     def probe(self) -> None:
         self.client.get(f"{KEY_VERSION}:probe")
 
+    scan_misses = True
+
     def scan(self, prefix: str) -> Iterator[list[tuple[str, int]]]:
-        """Keys from ``lru_crawler metadump all`` on every server (memcached >= 1.4.31)."""
+        """Keys from ``lru_crawler metadump all`` on every server (memcached >= 1.4.31):
+        best effort, an item moved between LRU segments during the crawl is missed."""
         want = prefix.encode()
         for host, port in self.servers:
             batch: list[tuple[str, int]] = []
@@ -1319,11 +1328,17 @@ class CachedDriver(WrappingDriver):
                 self._local.discard_prefix(prefix)
         count = 0
         try:
-            for batch in self.remote.scan(prefix):
-                keys = [k for k, _ in batch if not k.endswith(":rm")]
-                if keys:
-                    self.remote.delete(keys)
-                    count += len(keys)
+            # where a scan can miss keys, scan again until a pass finds none
+            for _ in range(_FLUSH_PASSES if self.remote.scan_misses else 1):
+                found = 0
+                for batch in self.remote.scan(prefix):
+                    keys = [k for k, _ in batch if not k.endswith(":rm")]
+                    if keys:
+                        self.remote.delete(keys)
+                        found += len(keys)
+                count += found
+                if not found:
+                    break
         except Exception as exc:
             raise BackendUnavailable(
                 f"{self.remote.name}: cannot flush {self.kind.value}: {type(exc).__name__}: "
