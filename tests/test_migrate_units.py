@@ -150,6 +150,7 @@ def test_plan_file(tmp_path: Path) -> None:
 def test_token_bucket_and_budget_stop_on_cancel() -> None:
     cancel = threading.Event()
     bucket = TokenBucket(1000, cancel)
+    assert bucket.burst == 64 * 1024 and TokenBucket(1_000_000, cancel).burst == 250_000
     bucket.consume(int(bucket.burst))  # the burst goes at once
     cancel.set()
     with pytest.raises(Cancelled):
