@@ -394,8 +394,6 @@ class RedisRemote(Remote):
         self.mget = client.mget  # type: ignore[method-assign]
         self._fill = client.register_script(_FILL_LUA)
         self._pool = None if cfg.cluster else client.connection_pool
-        # max_connections slots: a connection (opened lazily) or None (not made yet);
-        # a command waits up to the timeout for a free slot, as the pool would
         # at most max_connections commands at once (a token each, waited for up to
         # the timeout, as the pool would); idle connections reused last-in first-out
         self._token_count = max(cfg.max_connections, 1)
@@ -440,8 +438,8 @@ class RedisRemote(Remote):
         more CPU than the command.  At most ``max_connections`` at once (else
         ConnectionError after the timeout).  A connection with anything unread
         is reset.  When the server dropped the connection, every idle one is
-        suspect (a restart): they are reset too and the command is sent once more
-        (as the client retries once)."""
+        suspect (a restart): they are closed and dropped, and the command is sent
+        once more (as the client retries once)."""
         assert self._pool is not None
         try:
             self._tokens.get(timeout=self._token_timeout)
