@@ -397,9 +397,6 @@ class RedisRemote(Remote):
         # at most max_connections commands at once (a token each, waited for up to
         # the timeout, as the pool would); idle connections reused last-in first-out
         self._token_count = max(cfg.max_connections, 1)
-        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
-        self._idle: list[Any] = []
-        self._idle_lock = threading.Lock()
         self._forget_connections()
         self._token_timeout = cfg.timeout
         after_fork = weakref.WeakMethod(self._forget_connections)
@@ -408,10 +405,10 @@ class RedisRemote(Remote):
     def _forget_connections(self) -> None:
         """All tokens free, no connection: at start, and in a forked child, whose
         inherited sockets belong to the parent's conversations."""
-        self._tokens = queue.SimpleQueue()
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(self._token_count):
             self._tokens.put(None)
-        self._idle = []
+        self._idle: list[Any] = []
         self._idle_lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:  # type: ignore[override]

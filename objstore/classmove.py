@@ -132,7 +132,7 @@ def remove_objects(
         for info in stores[kind].list(repo):
             count += 1
             result.bytes += info.size
-            if not dry_run:
-                stores[kind].delete(repo, info.obj_id)
         result.objects[kind.value] = count
+        if not dry_run:
+            stores[kind].remove_repo(repo)  # batched where the driver can (S3 multi-delete)
     return result

@@ -1083,12 +1083,17 @@ def _env_name(option: str | None, section: str | None) -> str | None:
 # ---------------------------------------------------------------- locations
 
 
+def _object_dir(backend: FsConfig, kind: ObjKind) -> Path:
+    """The directory an fs backend keeps one kind's objects in, symlinks resolved."""
+    return Path(os.path.realpath(backend.dir / "storage" / kind.value))
+
+
 def backend_location(backend: BackendConfig, kind: ObjKind) -> str:
     """Where one kind's objects live, without secrets: ``s3://host/bucket/prefix``
     (``aws`` for AWS's endpoint) or ``file:///dir/storage/<kind>``."""
     if isinstance(backend, S3Config):
         return f"s3://{(backend.host or 'aws').lower()}/{backend.bucket}/{backend.key_prefix}"
-    return "file://" + os.path.realpath(backend.dir / "storage" / kind.value)
+    return f"file://{_object_dir(backend, kind)}"
 
 
 def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kind: ObjKind) -> bool:
@@ -1102,8 +1107,7 @@ def locations_overlap(a: BackendConfig, a_kind: ObjKind, b: BackendConfig, b_kin
             and (a.key_prefix.startswith(b.key_prefix) or b.key_prefix.startswith(a.key_prefix))
         )
     if isinstance(a, FsConfig) and isinstance(b, FsConfig):
-        pa = Path(backend_location(a, a_kind)[len("file://") :])
-        pb = Path(backend_location(b, b_kind)[len("file://") :])
+        pa, pb = _object_dir(a, a_kind), _object_dir(b, b_kind)
         return pa == pb or pa in pb.parents or pb in pa.parents
     return False
 

@@ -74,7 +74,7 @@ from .results import (
     TransferResult,
     VerifyResult,
 )
-from .shards import shard_of
+from .shards import in_shard
 
 if TYPE_CHECKING:
     from ..crypt import StoreCrypt
@@ -1016,11 +1016,11 @@ class Migration:
                         data = crypt.decrypt(data, kind=lane.kind, obj_id=obj)
                     verify_object(lane.kind, obj, data)
                 elif size and not lane.sizes_match(info.size, lane.dst.head(repo, obj).size):
-                    return "mismatched", "size differs in the destination"
+                    return "mismatched", _FOUND["mismatched"]
             except CorruptObject as exc:
                 return "corrupt", _reason(exc)
             except NotFound:
-                return "missing", "missing in the destination"
+                return "missing", _FOUND["missing"]
             return "ok", ""
 
         def handle(info: ObjectInfo, found: str) -> None:
@@ -1130,10 +1130,7 @@ class Migration:
         try:
             result.plan = self.plan()
             if opts.repos is not None:
-                in_scope = {
-                    r for r in opts.repos
-                    if opts.shard is None or shard_of(r, opts.shard[1]) == opts.shard[0]
-                }  # fmt: skip
+                in_scope = {r for r in opts.repos if in_shard(r, opts.shard)}
                 unmatched = sorted(in_scope - self._seen_repos)
                 if unmatched:
                     kinds = ", ".join(lane.name for lane in self.lanes)

@@ -17,7 +17,7 @@ from typing import Union
 from ..drivers.base import Driver
 from ..errors import ObjStoreError
 from ..ids import ObjectInfo
-from .shards import shard_of, shard_prefixes
+from .shards import in_shard, shard_prefixes
 
 MISSING = 0
 """In the source only: to copy."""
@@ -124,7 +124,7 @@ def scoped_listing(
     stream stays sorted), else everything."""
     if repos is not None:
         for repo in sorted(repos):
-            if shard is None or shard_of(repo, shard[1]) == shard[0]:
+            if in_shard(repo, shard):
                 yield from driver.list(repo)
     elif shard is not None:
         for prefix in shard_prefixes(*shard):

@@ -73,6 +73,11 @@ def shard_of(repo_id: str, n: int) -> int:
     return ((x + 1) * n - 1) // _values(digits)
 
 
+def in_shard(repo_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether shard ``(k, n)`` holds the library ``repo_id`` (any, with no shard)."""
+    return shard is None or shard_of(repo_id, shard[1]) == shard[0]
+
+
 def shard_report_path(path: Path, shard: tuple[int, int]) -> Path:
     """Where shard ``K`` of ``N`` writes its report: ``run.json`` becomes
     ``run.shard-K-of-N.json`` (so shards sharing a directory never overwrite each
