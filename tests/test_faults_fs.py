@@ -181,3 +181,26 @@ def test_object_deleted_during_a_listing_drops_only_itself(tmp_path: Path) -> No
     assert next(listing).obj_id == ids[0]  # the directory ab/ is read now
     store.delete(repo, ids[1])
     assert [info.obj_id for info in listing] == ids[2:]
+
+
+def test_get_reads_to_the_end_when_the_size_changed_since_fstat(tmp_path: Path) -> None:
+    """``get`` reads the size ``fstat`` reports, then on to the end of the file: a
+    file whose size differs from what fstat said (here a procfs file, which
+    reports 0) still comes back whole."""
+    driver = FsDriver(tmp_path, ObjKind.BLOCK)
+    repo, obj_id = new_repo(), "ab" + "c" * 38
+    target = driver.path(repo, obj_id)
+    target.parent.mkdir(parents=True)
+    target.symlink_to("/proc/self/mountinfo")
+    assert os.stat(target).st_size == 0
+    expected = Path("/proc/self/mountinfo").read_bytes()
+    assert len(expected) > 0
+    assert driver.get(repo, obj_id) == expected
+
+
+def test_get_of_a_directory_is_an_error_not_data(tmp_path: Path) -> None:
+    driver = FsDriver(tmp_path, ObjKind.BLOCK)
+    repo, obj_id = new_repo(), "ab" + "c" * 38
+    driver.path(repo, obj_id).mkdir(parents=True)
+    with pytest.raises(objstore.ObjStoreError):
+        driver.get(repo, obj_id)
