@@ -4,7 +4,9 @@
 One SeaweedFS (HTTP + HTTPS on loopback), one generated store, every tool on the
 same data at the same concurrency, medians of ``--runs`` runs:
 
-* disk -> S3: ``objstore-migrate`` vs ``rclone copy`` vs ``s5cmd cp`` of the same
+* disk -> S3: ``objstore-migrate`` vs the same command at ``--before`` (default
+  ddffa5c, the last commit with the lean client: the CPU the S3 rewrite must not
+  exceed) vs ``rclone copy`` vs ``s5cmd cp`` of the same
   files (a directory laid out as the S3 keys: ``<kind>/<repo>/<obj_id>``,
   hard links into the store): objects/s, MB/s, peak RSS, client CPU per object
   (user+sys of the client process, from ``wait4``; includes interpreter start)
@@ -53,6 +55,7 @@ from objstore.formats import (  # noqa: E402
 from objstore.ids import ObjKind  # noqa: E402
 from tests.servers import find_binary  # noqa: E402
 
+BEFORE_PREFIX = "disk -> S3: objstore-migrate at "
 KiB = 1024
 MiB = 1024 * KiB
 SSE_KEY = "bench-sse-c-key-0123456789abcdef"[:32]
@@ -526,7 +529,46 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     rclone = sc.get("disk -> S3: rclone copy")
     s5 = sc.get("disk -> S3: s5cmd cp")
     rerun = sc["disk -> S3: objstore-migrate no-op re-run"]
+    before = next((r for n, r in sc.items() if n.startswith(BEFORE_PREFIX)), None)
     out = []
+    if before:
+        out.append(
+            {
+                "goal": "client CPU per object <= the lean path's (--before) in the same run",
+                "measured": f"{ours['cpu_ms_per_object']:.3f} vs "
+                f"{before['cpu_ms_per_object']:.3f} ms",
+                "met": ours["cpu_ms_per_object"] <= before["cpu_ms_per_object"],
+            }
+        )
+        out.append(
+            {
+                "goal": "objects/s >= the lean path's (--before) in the same run",
+                "measured": f"{ours['objects_per_s']:.0f} vs {before['objects_per_s']:.0f}",
+                "met": ours["objects_per_s"] >= before["objects_per_s"],
+            }
+        )
+    out.append(
+        {
+            "goal": "client CPU per object <= 0.4 ms (aim)",
+            "measured": f"{ours['cpu_ms_per_object']:.3f} ms",
+            "met": ours["cpu_ms_per_object"] <= 0.4,
+        }
+    )
+    for tool, tool_name, ratio_goal in ((rclone, "rclone", 1.4), (s5, "s5cmd", 1.2)):
+        if tool:
+            ratio = ours["objects_per_s"] / tool["objects_per_s"]
+            lean = (
+                f"; lean path {before['objects_per_s'] / tool['objects_per_s']:.2f} x"
+                if before
+                else ""
+            )
+            out.append(
+                {
+                    "goal": f"objects/s >= {ratio_goal} x {tool_name}",
+                    "measured": f"{ratio:.2f} x{lean}",
+                    "met": ratio >= ratio_goal,
+                }
+            )
     if rclone:
         out.append(
             {
@@ -577,6 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--plan-objects", type=int, default=1_000_000)
     ap.add_argument("--skip", default="", help="comma list of: rclone,s5cmd,sse,plan")
+    ap.add_argument(
+        "--before",
+        default="ddffa5c",
+        help="also run objstore-migrate at this git revision (default: the lean path); none: skip",
+    )
     ap.add_argument("--workdir", default=None, help="keep the store here (default: a temp dir)")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "migrate.json"))
     args = ap.parse_args(argv)
@@ -597,6 +644,11 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
     objects, nbytes = store["objects"], store["bytes"]
     bench = Bench(args, work, store)
     scenarios: dict[str, list[dict[str, Any]]] = {}
+    before_tree: Path | None = None
+    if args.before != "none":
+        from bench_ab import checkout
+
+        before_tree = checkout(args.before, work / "trees")
 
     def add(name: str, result: dict[str, Any]) -> None:
         scenarios.setdefault(name, []).append(result)
@@ -617,6 +669,11 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
             assert bench.count(bucket) == objects, "objstore-migrate missed objects"
             add("disk -> S3: objstore-migrate no-op re-run", bench.objstore(src, dst))
             last_bucket = bucket
+            if before_tree is not None:
+                bucket = bench.bucket("before")
+                add(f"{BEFORE_PREFIX}{args.before})", bench.objstore(src, bench.conf(bucket),
+                                                                    tree=before_tree))  # fmt: skip
+                assert bench.count(bucket) == objects, "objstore-migrate (before) missed objects"
             if "rclone" not in skip:
                 bucket = bench.bucket("rclone")
                 add("disk -> S3: rclone copy", bench.rclone(bucket))
@@ -641,6 +698,10 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
         weed = weed_version(bench.server)
     finally:
         bench.close()
+        if before_tree is not None:
+            from bench_ab import remove_checkout
+
+            remove_checkout(before_tree)
     results: dict[str, Any] = {
         "store": {k: store[k] for k in ("objects", "bytes", "by_kind")},
         "workers": args.workers,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from objstore.drivers.http11 import (
     Endpoint,
     ProtocolError,
     Response,
+    tcp_progress,
 )
 
 
@@ -309,6 +312,112 @@ def test_a_trickling_server_meets_the_deadline(serve: Any, answer: bytes) -> Non
     with pytest.raises(DeadlineExceeded):
         ask(conn, "GET", "/", timeout=2.0)
     assert not conn.is_open
+
+
+class SilentServer:
+    """Accepts connections (TLS with ``ca``), reads nothing (``drain``: reads and
+    discards everything) and never answers."""
+
+    def __init__(self, *, drain: bool, ca: Any = None) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._tls = None
+        if ca is not None:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(ca.cert_file, ca.key_file)
+        self._drain = drain
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            self._held.append(conn)
+            while self._drain and conn.recv(65536):
+                pass
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
+        self._thread.join(5)
+
+
+def _tls_endpoint(port: int, ca: Any, read_timeout: float) -> Endpoint:
+    ctx = ssl.create_default_context(cafile=str(ca.ca_file))
+    return Endpoint("https", "127.0.0.1", port, ctx, None, 5.0, read_timeout)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("stall", ["answer", "body"])
+def test_read_timeout_ends_a_wait_for_the_server(tmp_path: Path, scheme: str, stall: str) -> None:
+    """A server that never answers ("answer": it reads the request) or never reads
+    ("body": an upload larger than the socket buffers) is given up after
+    ``read_timeout`` (1 s), long before the 20 s deadline: where the socket blocks
+    without a timeout, the watchdog sees no byte move either way."""
+    from .servers import TestCA
+
+    ca = TestCA(tmp_path / "ca") if scheme == "https" else None
+    server = SilentServer(drain=stall == "answer", ca=ca)
+    try:
+        endpoint = (
+            _tls_endpoint(server.port, ca, 1.0)
+            if ca is not None
+            else Endpoint("http", "127.0.0.1", server.port, None, None, 5.0, 1.0)
+        )
+        conn = Connection(endpoint)
+        body = os.urandom(64 << 20) if stall == "body" else b""
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="read_timeout"):
+            ask(conn, "PUT", "/k", {"content-length": str(len(body))}, body, timeout=20.0)
+        assert 0.9 < time.monotonic() - started < 6
+        assert not conn.is_open
+    finally:
+        server.close()
+        if ca is not None:
+            ca.close()
+
+
+@pytest.mark.timeout(30)
+def test_progress_keeps_a_slow_answer_alive_until_the_deadline() -> None:
+    """A byte every 0.2 s is progress: a 1 s ``read_timeout`` does not end the
+    request, its 3 s deadline does."""
+    server = ScriptedServer(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"z" * 100 + ScriptedServer.TRICKLE]
+    )
+    try:
+        conn = Connection(Endpoint("http", "127.0.0.1", server.port, None, None, 5.0, 1.0))
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            ask(conn, "GET", "/", timeout=3.0)
+        assert time.monotonic() - started >= 2.9
+    finally:
+        server.close()
+
+
+def test_the_kernel_reports_progress_on_linux() -> None:
+    """The watchdog's read timeout rests on TCP_INFO (Linux); elsewhere the socket's
+    own timeout applies and this check does not."""
+    if not hasattr(socket, "TCP_INFO"):
+        pytest.skip("no TCP_INFO on this system: read_timeout is the socket's timeout")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        peer, _ = listener.accept()
+        with client, peer:
+            before = tcp_progress(client)
+            assert before is not None
+            client.sendall(b"x" * 1000)
+            peer.sendall(b"y" * 500)
+            deadline = time.monotonic() + 5
+            while tcp_progress(client) != before + 1500 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert tcp_progress(client) == before + 1500
 
 
 def test_refused_connection_is_an_os_error() -> None:
