@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -661,27 +661,40 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
     try:
         src = Path(store["conf"])
         last_bucket = ""
-        for run in range(args.runs):
-            print(f"run {run + 1}/{args.runs}", file=sys.stderr)
+
+        def ours() -> str:
             bucket = bench.bucket("objstore")
             dst = bench.conf(bucket)
             add("disk -> S3: objstore-migrate", bench.objstore(src, dst))
             assert bench.count(bucket) == objects, "objstore-migrate missed objects"
             add("disk -> S3: objstore-migrate no-op re-run", bench.objstore(src, dst))
-            last_bucket = bucket
-            if before_tree is not None:
-                bucket = bench.bucket("before")
-                add(f"{BEFORE_PREFIX}{args.before})", bench.objstore(src, bench.conf(bucket),
-                                                                    tree=before_tree))  # fmt: skip
-                assert bench.count(bucket) == objects, "objstore-migrate (before) missed objects"
-            if "rclone" not in skip:
-                bucket = bench.bucket("rclone")
-                add("disk -> S3: rclone copy", bench.rclone(bucket))
-                assert bench.count(bucket) == objects, "rclone missed objects"
-            if "s5cmd" not in skip:
-                bucket = bench.bucket("s5cmd")
-                add("disk -> S3: s5cmd cp", bench.s5cmd(bucket))
-                assert bench.count(bucket) == objects, "s5cmd missed objects"
+            return bucket
+
+        def before(tree: Path) -> None:
+            bucket = bench.bucket("before")
+            add(f"{BEFORE_PREFIX}{args.before}", bench.objstore(src, bench.conf(bucket), tree=tree))
+            assert bench.count(bucket) == objects, "objstore-migrate (before) missed objects"
+
+        def tool(name: str, run: Callable[[str], dict[str, Any]]) -> None:
+            bucket = bench.bucket(name)
+            add(f"disk -> S3: {name} {'copy' if name == 'rclone' else 'cp'}", run(bucket))
+            assert bench.count(bucket) == objects, f"{name} missed objects"
+
+        contenders: list[Callable[[], object]] = [ours]
+        if before_tree is not None:
+            contenders.append(lambda: before(before_tree))
+        if "rclone" not in skip:
+            contenders.append(lambda: tool("rclone", bench.rclone))
+        if "s5cmd" not in skip:
+            contenders.append(lambda: tool("s5cmd", bench.s5cmd))
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}", file=sys.stderr)
+            k = run % len(contenders)  # a rotating order: no tool always runs first
+            for contender in contenders[k:] + contenders[:k]:
+                if contender is ours:
+                    last_bucket = ours()
+                else:
+                    contender()
         if "sse" not in skip:
             plain = bench.conf(last_bucket, https=True)
             for _ in range(args.runs):
