@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 import objstore
-from objstore import ConfigError, ObjKind
+from objstore import ConfigError, ObjectInfo, ObjKind
+from objstore.drivers.base import Driver, WrappingDriver
 from objstore.library import import_folder
 from objstore.migration import MigrateOptions, Migration, MigrationResult, migrate
+from objstore.store import ObjectStore, Stores
 
 from .helpers import write_conf
 from .test_migrate_helpers import (
@@ -289,3 +292,57 @@ def test_steps_return_values(tmp_path: Path, disk_source: Path) -> None:
         check = m.verify(plan, done)
         assert check.passed and check.checked == plan.to_copy
         assert m.plan().to_copy == 0
+
+
+class _ListCounter(WrappingDriver):
+    """Forwards everything; counts the listings asked of it."""
+
+    def __init__(self, inner: Driver) -> None:
+        super().__init__(inner)
+        self.listings = 0
+
+    def list(self, repo_id: str | None = None) -> Iterator[ObjectInfo]:
+        self.listings += 1
+        return super().list(repo_id)
+
+    def list_prefix(self, prefix: str) -> Iterator[ObjectInfo]:
+        self.listings += 1
+        return super().list_prefix(prefix)
+
+
+def test_copy_lists_the_destination_again_only_where_the_plan_found_objects(
+    tmp_path: Path, disk_source: Path
+) -> None:
+    """A kind the plan found without any of the source's objects at the destination
+    (fs here) is copied whole without listing the destination again; a kind with
+    some there (blocks: one library copied before) is joined against a fresh
+    listing, and only what is missing is copied."""
+    (tmp_path / "out").mkdir()
+    dst = write_conf(tmp_path / "dst", "".join(
+        f"[{k.section}]\nname = fs\ndir = {tmp_path / 'out'}\n" for k in ObjKind
+    ))  # fmt: skip
+    source, dest = objstore.open_stores(disk_source), objstore.open_stores(dst)
+    try:
+        first_repo = next(iter(source.block.list())).repo_id
+        early = migrate(disk_source, dst, kinds=(ObjKind.BLOCK,), repos=frozenset({first_repo}))
+        assert early.exit_code == 0
+        counters = {kind: _ListCounter(dest[kind].driver) for kind in ObjKind}
+        wrapped = Stores(dest.config, {kind: ObjectStore(counters[kind]) for kind in ObjKind})
+        m = Migration(source, wrapped, MigrateOptions(kinds=(ObjKind.BLOCK, ObjKind.FS)))
+        plan = m.plan()
+        blocks, fs = plan.kinds[ObjKind.BLOCK], plan.kinds[ObjKind.FS]
+        assert 0 < blocks.present < blocks.objects and fs.present == 0 < fs.objects
+        before = {kind: c.listings for kind, c in counters.items()}
+        done = m.copy(plan)
+        assert counters[ObjKind.FS].listings == before[ObjKind.FS]  # not listed again
+        assert counters[ObjKind.BLOCK].listings > before[ObjKind.BLOCK]
+        assert done.by_kind["fs"].copied == fs.objects
+        assert (done.by_kind["blocks"].copied, done.by_kind["blocks"].skipped) == (
+            blocks.to_copy,
+            blocks.present,
+        )
+        check = m.verify(plan, done)
+        assert check.passed and check.checked == plan.objects
+    finally:
+        source.close()
+        dest.close()

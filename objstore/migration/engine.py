@@ -803,7 +803,12 @@ class Migration:
         self.progress.start("copy", lane.name, total, kp.to_copy_bytes if kp else 0)
         ticker = _Ticker(self.progress, lambda: (handled[0], tr.bytes))
         pool = _Pool(self.workers, handle, self._cancel, self._budget, f"copy-{lane.name}")
-        with self._pass(lane, pool, ticker, tr, started) as (src_it, dst_it):
+        # a destination the plan found without any of the source's objects is not
+        # listed again: everything is copied (a PUT of an object written meanwhile
+        # writes the same bytes; ids are content hashes)
+        none_there = kp is not None and not (kp.present or kp.mismatched)
+        listings = self._pass(lane, pool, ticker, tr, started, destination=not none_there)
+        with listings as (src_it, dst_it):
             if dst_it is None:
                 for info in src_it:
                     if self._cancel.is_set():
@@ -827,14 +832,17 @@ class Migration:
         ticker: _Ticker,
         result: TransferResult | VerifyResult,
         started: float,
+        *,
+        destination: bool = True,
     ) -> Iterator[tuple[Iterator[ObjectInfo], Iterator[ObjectInfo] | None]]:
         """One pass over a lane: yields its listings (no destination listing when
-        rotating in place); afterwards the pool is finished (or aborted on cancel
-        or error), the listings closed, the progress step ended and
-        ``result.seconds`` set.  A cancellation caused by a fatal error ends the
-        pass quietly (the fatal error is reported by the run)."""
+        rotating in place or without ``destination``); afterwards the pool is
+        finished (or aborted on cancel or error), the listings closed, the
+        progress step ended and ``result.seconds`` set.  A cancellation caused by
+        a fatal error ends the pass quietly (the fatal error is reported by the
+        run)."""
         src_it = self._listing(lane.src, "source")
-        dst_it = None if lane.rotate else self._listing(lane.dst, "destination")
+        dst_it = None if lane.rotate or not destination else self._listing(lane.dst, "destination")
         complete = False
         try:
             try:
