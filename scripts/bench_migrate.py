@@ -645,10 +645,6 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
     bench = Bench(args, work, store)
     scenarios: dict[str, list[dict[str, Any]]] = {}
     before_tree: Path | None = None
-    if args.before != "none":
-        from bench_ab import checkout
-
-        before_tree = checkout(args.before, work / "trees")
 
     def add(name: str, result: dict[str, Any]) -> None:
         scenarios.setdefault(name, []).append(result)
@@ -659,6 +655,10 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
         )
 
     try:
+        if args.before != "none":
+            from bench_ab import checkout
+
+            before_tree = checkout(args.before, work / "trees")
         src = Path(store["conf"])
         last_bucket = ""
 
