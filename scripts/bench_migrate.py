@@ -662,13 +662,14 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
         src = Path(store["conf"])
         last_bucket = ""
 
-        def ours() -> str:
+        def ours() -> None:
+            nonlocal last_bucket
             bucket = bench.bucket("objstore")
             dst = bench.conf(bucket)
             add("disk -> S3: objstore-migrate", bench.objstore(src, dst))
             assert bench.count(bucket) == objects, "objstore-migrate missed objects"
             add("disk -> S3: objstore-migrate no-op re-run", bench.objstore(src, dst))
-            return bucket
+            last_bucket = bucket  # the S3 -> SSE-C runs read it
 
         def before(tree: Path) -> None:
             bucket = bench.bucket("before")
@@ -680,7 +681,7 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
             add(f"disk -> S3: {name} {'copy' if name == 'rclone' else 'cp'}", run(bucket))
             assert bench.count(bucket) == objects, f"{name} missed objects"
 
-        contenders: list[Callable[[], object]] = [ours]
+        contenders: list[Callable[[], None]] = [ours]
         if before_tree is not None:
             contenders.append(lambda: before(before_tree))
         if "rclone" not in skip:
@@ -691,10 +692,7 @@ def _bench(args: argparse.Namespace, work: Path, skip: set[str]) -> int:
             print(f"run {run + 1}/{args.runs}", file=sys.stderr)
             k = run % len(contenders)  # a rotating order: no tool always runs first
             for contender in contenders[k:] + contenders[:k]:
-                if contender is ours:
-                    last_bucket = ours()
-                else:
-                    contender()
+                contender()
         if "sse" not in skip:
             plain = bench.conf(last_bucket, https=True)
             for _ in range(args.runs):

@@ -203,9 +203,9 @@ class _Watchdog:
                     if self._armed.get(key) is not entry:
                         continue
                     if deadline <= now:
-                        conn.expire(idle=False)
+                        conn.expire("deadline")
                     elif key in stalled:
-                        conn.expire(idle=True)
+                        conn.expire("read_timeout")
                     else:
                         continue
                     del self._armed[key]
@@ -297,7 +297,7 @@ class _Guard:
         if exc is not None:
             conn.close()
             if conn.expired and isinstance(exc, (OSError, ProtocolError, ValueError)):
-                if conn.expired_idle:
+                if conn.expired == "read_timeout":
                     raise TimeoutError(
                         f"no byte moved for {conn.endpoint.read_timeout:g} s (read_timeout)"
                     ) from None
@@ -314,9 +314,8 @@ class Connection:
         self._raw: _CountingReader | None = None
         self._fp: io.BufferedReader | None = None
         self._consumed = 0
-        self.expired = False
-        self.expired_idle = False
-        """Expired for moving no byte for ``read_timeout`` (else for the deadline)."""
+        self.expired: str | None = None
+        """Why the watchdog ended the current step: "deadline" or "read_timeout"."""
         self._watch_idle = False
         """The watchdog enforces ``read_timeout`` (the socket blocks without a timeout)."""
         self._progress = -1
@@ -343,10 +342,10 @@ class Connection:
                 with contextlib.suppress(OSError):
                     s.close()
 
-    def expire(self, *, idle: bool) -> None:
-        """Called by the watchdog: end whatever the connection is blocked in."""
-        self.expired = True
-        self.expired_idle = idle
+    def expire(self, why: str) -> None:
+        """Called by the watchdog: end whatever the connection is blocked in
+        (``why``: "deadline" or "read_timeout")."""
+        self.expired = why
         outer = self._outer
         if outer is not None:
             with contextlib.suppress(OSError):  # below TLS: safe from another thread
@@ -495,8 +494,8 @@ class Connection:
 
     def _deadline(self, deadline: float) -> _Guard:
         """Arm the watchdog for one step of a request (see :class:`_Guard`)."""
-        self.expired = False
-        self._progress, self._progress_at = -1, time.monotonic()
+        self.expired = None
+        self._progress = -1  # the watchdog's first look starts the idle clock
         _watchdog.arm(self, deadline)
         return self._guard
 
