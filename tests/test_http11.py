@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from objstore.drivers import http11
 from objstore.drivers.http11 import (
     BodyTooLarge,
     Connection,
@@ -414,6 +416,56 @@ def test_the_kernel_reports_progress_on_linux() -> None:
             while tcp_progress(client) != before + 1500 and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert tcp_progress(client) == before + 1500
+
+
+class _NoPoll:
+    def poll(self, timeout: float) -> list[Any]:
+        raise AssertionError("poll() called: the kernel's counters should have answered")
+
+
+@pytest.mark.parametrize("check", ["kernel counters", "poll"])
+@pytest.mark.parametrize("after", ["bytes", "close", "reset"])
+def test_what_arrives_after_an_answer_makes_the_connection_unusable(
+    monkeypatch: pytest.MonkeyPatch, check: str, after: str
+) -> None:
+    """Bytes, a close or a reset that reach the kernel after a complete answer
+    (nothing left in the reader's buffer) are seen before the connection is
+    reused: on Linux from TCP_INFO and SO_MEMINFO (getsockopt, which keeps the
+    GIL), elsewhere by poll."""
+    if check == "poll":
+        monkeypatch.setattr(http11, "_TCP_INFO", None)
+    elif not hasattr(socket, "TCP_INFO"):
+        pytest.skip("no TCP_INFO on this system: poll is the check")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        conn = connect(listener.getsockname()[1])
+        answered: list[socket.socket] = []
+
+        def answer() -> None:
+            peer, _ = listener.accept()
+            peer.recv(65536)
+            peer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            answered.append(peer)
+
+        server = threading.Thread(target=answer)
+        server.start()
+        assert ask(conn, "GET", "/").body == b"ok"
+        server.join(10)
+        peer = answered[0]
+        if check != "poll":
+            conn._poll = _NoPoll()  # type: ignore[assignment]
+        assert conn.reusable()
+        if after == "bytes":
+            peer.sendall(b"HTTP/1.1 500 Late\r\n")
+        elif after == "reset":
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if after != "bytes":
+            peer.close()
+        deadline = time.monotonic() + 5
+        while conn.reusable() and time.monotonic() < deadline:  # loopback delivers at once
+            time.sleep(0.01)
+        assert not conn.reusable()
+        conn.close()
+        peer.close()
 
 
 def test_refused_connection_is_an_os_error() -> None:

@@ -59,6 +59,11 @@ _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _TCP_INFO_BYTES = 136
 """``struct tcp_info`` up to ``tcpi_bytes_acked`` and ``tcpi_bytes_received``
 (offset 120; Linux 4.1 and later)."""
+_TCP_ESTABLISHED = 1
+"""``tcpi_state`` (the first byte of ``struct tcp_info``) of an open connection."""
+_SO_MEMINFO = 55
+"""Linux 4.6 and later: ``SK_MEMINFO_*`` counters; the first, ``rmem_alloc``, is
+the memory held by the socket's receive queue (0: nothing unread)."""
 
 _STATUS_RE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\r\n]*))?\r?\n\Z")
 _HEADER_BLOCK_RE = re.compile(r"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r?\n)*")
@@ -94,6 +99,22 @@ def tcp_progress(sock: socket.socket) -> int | None:
         return None
     acked, received = struct.unpack_from("=QQ", info, 120)
     return int(acked + received)
+
+
+def tcp_clean(sock: socket.socket) -> bool | None:
+    """Whether the kernel holds nothing unread on ``sock`` and the peer has not
+    closed or reset it (None where the system does not tell).  Unlike ``poll``,
+    ``getsockopt`` keeps the GIL, so asking costs no thread switch."""
+    if _TCP_INFO is None:
+        return None
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 8)
+        meminfo = sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4)
+    except OSError:
+        return None
+    if len(state) < 1 or len(meminfo) < 4:
+        return None
+    return state[0] == _TCP_ESTABLISHED and meminfo == b"\0\0\0\0"
 
 
 class ProxyError(ProtocolError):
@@ -371,7 +392,9 @@ class Connection:
             return False
         if self._poll is None or not poll:
             return True  # a tunnelled socket: the leftover count above is all we have
-        return not self._poll.poll(0)
+        assert self._outer is not None
+        clean = tcp_clean(self._outer)
+        return clean if clean is not None else not self._poll.poll(0)
 
     def _open(self) -> None:
         ep = self.endpoint
