@@ -212,6 +212,8 @@ def _check_backend(config: StoreConfig, kind: ObjKind, driver: Driver) -> None:
             exc.reason, file=config.source, section=section, option="bucket"
         ) from None
     except ConfigError as exc:
+        if exc.file is not None:  # another file's setting (the AWS config file's ca_bundle)
+            raise
         raise ConfigError(
             exc.reason, file=config.source, section=section, option=exc.option
         ) from None

@@ -231,7 +231,7 @@ def _transport_error(op: _Op, where: str, exc: BaseException) -> ObjStoreError:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return BackendUnavailable(
             f"{label}: TLS certificate not trusted ({exc.verify_message}); set ca_file or "
-            "ca_path (or AWS_CA_BUNDLE)",
+            "ca_path (or AWS_CA_BUNDLE, or ca_bundle in the AWS config file)",
             retryable=False,
         )
     if isinstance(exc, DeadlineExceeded):
@@ -269,11 +269,34 @@ def _pem_directory(path: str) -> str:
     return "\n".join(pems) + "\n"
 
 
+def _profile_ca_bundle(env: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """The ``ca_bundle`` of the active profile in the AWS config file, found as
+    boto3 finds it (botocore's own loader; the file ``AWS_CONFIG_FILE``, else
+    ``~/.aws/config``; the profile ``AWS_DEFAULT_PROFILE``, else ``AWS_PROFILE``,
+    else ``default``): (file, section, value), or None when there is none.  A
+    file botocore cannot parse is a ConfigError (as it is to boto3)."""
+    path = os.path.expanduser(os.path.expandvars(env.get("AWS_CONFIG_FILE") or "~/.aws/config"))
+    if not os.path.isfile(path):
+        return None
+    from botocore.configloader import load_config
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        profiles = load_config(path).get("profiles", {})
+    except BotoCoreError:  # its message may quote a line of the file: a secret, perhaps
+        raise ConfigError("not an AWS config file botocore can parse", file=path) from None
+    name = env.get("AWS_DEFAULT_PROFILE") or env.get("AWS_PROFILE") or "default"
+    bundle = profiles.get(name, {}).get("ca_bundle")
+    section = name if name == "default" else f"profile {name}"
+    return (path, section, bundle) if bundle else None
+
+
 def tls_context(cfg: S3Config, env: Mapping[str, str] | None = None) -> ssl.SSLContext:
     """The TLS context of an HTTPS endpoint, with the trust boto3 would use:
     ``ca_file``, else the certificates in ``ca_path`` (hashed or not), else
-    ``AWS_CA_BUNDLE``, else boto3's default bundle.  ``verify_ssl = false`` turns
-    checks off."""
+    ``AWS_CA_BUNDLE``, else the ``ca_bundle`` of the AWS config file's active
+    profile, else boto3's default bundle.  ``verify_ssl = false`` turns checks
+    off."""
     from urllib3.util.ssl_ import create_urllib3_context
 
     env = os.environ if env is None else env
@@ -284,6 +307,7 @@ def tls_context(cfg: S3Config, env: Mapping[str, str] | None = None) -> ssl.SSLC
         return ctx
     ctx.check_hostname = True
     option, source = "ca_file", cfg.ca_file
+    where: dict[str, str] = {}  # another file's setting: that file and section
     try:
         if cfg.ca_file:
             ctx.load_verify_locations(cafile=cfg.ca_file)
@@ -293,6 +317,10 @@ def tls_context(cfg: S3Config, env: Mapping[str, str] | None = None) -> ssl.SSLC
         elif env.get("AWS_CA_BUNDLE"):
             option, source = "AWS_CA_BUNDLE", env["AWS_CA_BUNDLE"]
             ctx.load_verify_locations(cafile=env["AWS_CA_BUNDLE"])
+        elif (profile := _profile_ca_bundle(env)) is not None:
+            where["file"], where["section"], source = profile
+            option = "ca_bundle"
+            ctx.load_verify_locations(cafile=source)
         else:
             bundle = _default_ca_bundle()
             if bundle is None:
@@ -303,6 +331,7 @@ def tls_context(cfg: S3Config, env: Mapping[str, str] | None = None) -> ssl.SSLC
         raise ConfigError(
             f"cannot load CA certificates from {source}: {getattr(exc, 'strerror', None) or exc}",
             option=option,
+            **where,
         ) from None
     return ctx
 
