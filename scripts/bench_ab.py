@@ -4,7 +4,8 @@
 The machine is shared and noisy: figures taken minutes apart differ by 30%.
 This runs every revision once per round, in a rotating order, on the same
 generated store and the same SeaweedFS, and prints medians per revision of the
-client's CPU (user+sys), wall time and peak RSS for three scenarios: disk -> S3
+client's CPU (user+sys), wall time, context switches (each a thread handing
+the GIL on, mostly) and peak RSS for three scenarios: disk -> S3
 (first run), its no-op re-run, and S3 -> SSE-C S3 over HTTPS by GET+PUT.
 
     scripts/bench ab HEAD~1 WORKTREE             # WORKTREE: the files as they are now
@@ -71,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             remove_checkout(tree)
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.runs} interleaved rounds, {args.workers} workers; medians.\n")
-    print("| revision | scenario | client CPU s | wall s | peak RSS MB |")
-    print("|---|---|---:|---:|---:|")
+    print("| revision | scenario | client CPU s | wall s | context switches | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|")
     for rev in args.revs:
         for scenario in SCENARIOS:
             runs = results[(rev, scenario)]
-            cpu, wall, rss = (
-                statistics.median(r[k] for r in runs) for k in ("cpu", "wall", "rss_mb")
+            cpu, wall, switches, rss = (
+                statistics.median(r[k] for r in runs) for k in ("cpu", "wall", "switches", "rss_mb")
             )
-            print(f"| {rev} | {scenario} | {cpu:.2f} | {wall:.2f} | {rss:.0f} |")
+            print(f"| {rev} | {scenario} | {cpu:.2f} | {wall:.2f} | {switches:.0f} | {rss:.0f} |")
     return 0
 
 
@@ -97,7 +98,8 @@ def _rounds(
     def run(rev: str, scenario: str, source: Path, dest: Path, *extra: str) -> None:
         result = bench.objstore(source, dest, *extra, tree=trees[rev])
         results.setdefault((rev, scenario), []).append(result)
-        print(f"  {rev}: {scenario}: {result['cpu']:.2f}s CPU", file=sys.stderr)
+        print(f"  {rev}: {scenario}: {result['cpu']:.2f}s CPU, {result['switches']} switches",
+              file=sys.stderr)  # fmt: skip
 
     try:
         revs = list(trees)

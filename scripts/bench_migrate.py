@@ -206,7 +206,8 @@ def run_measured(
     tail: int | None = 2000,
     server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Run ``cmd``: wall time; user+sys CPU of the process from ``wait4``; peak RSS
+    """Run ``cmd``: wall time; user+sys CPU and context switches of the process
+    from ``wait4``; peak RSS
     from its ``VmHWM``, sampled every 20 ms until it exits; the last ``tail``
     characters of its output (None: all of it); the CPU the server process
     ``server_pid`` spent meanwhile."""
@@ -249,6 +250,7 @@ def run_measured(
         "cpu": usage.ru_utime + usage.ru_stime,
         "user": usage.ru_utime,
         "sys": usage.ru_stime,
+        "switches": usage.ru_nvcsw + usage.ru_nivcsw,
         "rss_mb": peak[0] / 1024,
         "server_cpu": server_cpu,
         "rc": proc.returncode,
